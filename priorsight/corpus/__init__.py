@@ -1,0 +1,1 @@
+"""Corpus readers (USPTO design grants, DeepPatent2, plain folders) and corpus statistics."""

@@ -1,0 +1,125 @@
+"""Domain records: a drawing, the patent that groups drawings, and a per-item failure.
+
+Every stage of PriorSight reads and writes these records through the Parquet manifest
+(:mod:`priorsight.manifest`), always keyed by ``drawing_id``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Iterator
+
+#: Normalised view vocabulary (what the figure text says the drawing shows).
+VIEWS: tuple[str, ...] = ("perspective", "front", "rear", "left", "right", "top", "bottom", "other")
+
+_LOCARNO_RE = re.compile(r"^\s*(\d{1,2})\s*[-.\s]?\s*(\d{2})\s*$")
+
+
+def normalise_locarno(code: str | None) -> str | None:
+    """Return a Locarno class as ``CC-SS`` ("2803" -> "28-03", "7-03" -> "07-03").
+
+    Returns ``None`` for an empty value; raises ``ValueError`` for a malformed one.
+    """
+    if code is None or not str(code).strip():
+        return None
+    m = _LOCARNO_RE.match(str(code))
+    if not m:
+        raise ValueError(f"not a Locarno class (expected CC-SS or CCSS): {code!r}")
+    main, sub = int(m.group(1)), int(m.group(2))
+    if not 1 <= main <= 32:
+        raise ValueError(f"Locarno main class out of range 01-32: {code!r}")
+    return f"{main:02d}-{sub:02d}"
+
+
+def locarno_main(cls: str | None) -> str | None:
+    """The main class ``CC`` of a ``CC-SS`` code."""
+    return cls.split("-")[0] if cls else None
+
+
+@dataclass
+class Drawing:
+    """One patent drawing (an image) with the metadata every stage needs."""
+
+    drawing_id: str
+    patent_id: str
+    image_uri: str
+    source: str
+    figure_number: int | None = None  # ordinal of the figure in the patent (1-based)
+    figure_label: str = ""  # the label as printed: "FIG. 3", "1.2", "FIGURE"
+    view: str = "other"  # one of VIEWS
+    view_text: str = ""  # the viewpoint words as written ("top plan view")
+    object_name: str = ""
+    locarno_class: str | None = None  # "CC-SS"
+    grant_date: str | None = None  # ISO date "YYYY-MM-DD"
+    title: str = ""
+    figure_description: str = ""
+    caption: str = ""  # an image caption (e.g. by a vision-language model) where one exists
+    width: int | None = None
+    height: int | None = None
+    cited_patents: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {self.view!r}")
+        if not self.drawing_id:
+            raise ValueError("drawing_id must not be empty")
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Drawing":
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in row.items() if k in names}
+        if kwargs.get("cited_patents") is None:
+            kwargs["cited_patents"] = []
+        else:
+            kwargs["cited_patents"] = list(kwargs["cited_patents"])
+        return cls(**kwargs)
+
+
+@dataclass
+class Patent:
+    """A design patent: its drawings share one design, title and Locarno class."""
+
+    patent_id: str
+    title: str = ""
+    locarno_class: str | None = None
+    grant_date: str | None = None
+    cited_patents: list[str] = field(default_factory=list)
+    drawings: list[Drawing] = field(default_factory=list)
+
+
+def group_patents(drawings: Iterable[Drawing]) -> Iterator[Patent]:
+    """Group consecutive drawings of the same patent (manifests are written patent by patent)."""
+    current: Patent | None = None
+    for d in drawings:
+        if current is None or d.patent_id != current.patent_id:
+            if current is not None:
+                yield current
+            current = Patent(
+                patent_id=d.patent_id,
+                title=d.title,
+                locarno_class=d.locarno_class,
+                grant_date=d.grant_date,
+                cited_patents=list(d.cited_patents),
+            )
+        current.drawings.append(d)
+    if current is not None:
+        yield current
+
+
+@dataclass
+class ItemError:
+    """A per-item failure: what was skipped (or kept with a warning), where, and why."""
+
+    item: str  # the file or record that failed
+    stage: str  # "import-uspto", "synth", "describe", ...
+    reason: str
+    severity: str = "error"  # "error": item skipped; "warning": item kept, metadata degraded
+    drawing_id: str | None = None
+    patent_id: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)

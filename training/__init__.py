@@ -1,0 +1,1 @@
+"""Models, losses, Ray Train training and retrieval evaluation."""
