@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 ARGS ?=
 
-.PHONY: demo test install lint clean bench
+.PHONY: demo test install lint clean constraints
 
 demo: $(STAMP)
 	$(BIN)/priorsight demo $(ARGS)
@@ -40,3 +40,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Re-pin constraints.txt to what is installed now (after an intentional upgrade).
+constraints: $(BIN)/python
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|priorsight)[=@ ]' > constraints.txt
