@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr
@@ -42,6 +42,36 @@ class CorpusConfig(BaseModel):
     max_image_pixels: int = Field(default=80_000_000, gt=0)
 
 
+class MilvusConfig(BaseModel):
+    """Where the drawing index lives and how it is built (see :mod:`priorsight.milvus`).
+
+    ``target``: ``embedded`` (a Milvus standalone server started by ``priorsight milvus start``
+    under ``data_dir``), ``lite`` (Milvus Lite, a local ``.db`` file: single-process unit tests
+    only) or ``external`` (any Milvus server at ``uri`` with ``token``).
+    """
+
+    target: Literal["embedded", "lite", "external"] = "embedded"
+    uri: str | None = None  # external: http://host:19530; lite: path of the .db file
+    token: SecretStr | None = None  # "user:password" or an API key
+    db: str = ""  # database name; "" is the server's default database
+    data_dir: Path = Path("data/milvus")  # embedded server's data (and Lite's default .db)
+    port: int | None = Field(default=None, ge=1, le=65535)  # embedded: None = 19530 or the next free
+    alias: str = Field(default="drawings", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    hnsw_m: int = Field(default=16, ge=4, le=64)
+    hnsw_ef_construction: int = Field(default=200, ge=8, le=1024)
+    search_ef: int = Field(default=64, ge=1, le=32768)
+    consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
+    #: locarno_class as partition key. Off by default: Milvus < 2.3.10 (the embedded 2.3.5
+    #: included) routes upserted rows by the wrong field (milvus-io/milvus#30772), so filtered
+    #: searches miss rows. Turn it on for an external Milvus >= 2.4.
+    partition_key: bool = False
+    num_partitions: int = Field(default=16, ge=1, le=1024)
+    upsert_batch: int = Field(default=5_000, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0)  # per RPC
+    start_timeout_s: float = Field(default=300.0, gt=0)  # embedded start (first start unpacks ~500 MB)
+    stop_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class Settings(BaseModel):
     """The one config model of PriorSight."""
 
@@ -50,6 +80,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("data")
     storage: StorageConfig = StorageConfig()
     corpus: CorpusConfig = CorpusConfig()
+    milvus: MilvusConfig = MilvusConfig()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,293 @@
+"""The Milvus wiring: Milvus Lite unit tests and one integration test on the embedded server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from priorsight.config import MilvusConfig
+from priorsight.milvus import (
+    OUTPUT_FIELDS,
+    EmbeddedMilvus,
+    Filter,
+    MilvusUnavailable,
+    build_filter,
+    collection_rows,
+    connect,
+    create_drawing_collection,
+    drop_version,
+    grant_date_int,
+    list_versions,
+    live_collection,
+    next_version_name,
+    search,
+    swap_alias,
+    upsert_drawings,
+)
+from priorsight.records import VIEWS
+
+DIM = 16
+CLASSES = ["01-01", "02-03", "28-03", "28-07"]
+
+
+def make_rows(n: int, model_version: str = "m1", seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((n, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return [{
+        "drawing_id": f"D{i:05d}", "patent_id": f"P{i // 3:05d}", "locarno_class": CLASSES[i % len(CLASSES)],
+        "view": VIEWS[i % len(VIEWS)], "grant_date": grant_date_int(f"{2000 + i % 20}-0{1 + i % 9}-15"),
+        "source": "uspto" if i % 2 else "synthetic", "model_version": model_version, "embedding": vecs[i].tolist(),
+    } for i in range(n)]
+
+
+def count(client, collection: str) -> int:
+    return len(client.query(collection, filter='drawing_id != ""', output_fields=["drawing_id"], limit=16384))
+
+
+@pytest.fixture()
+def lite(tmp_path):
+    cfg = MilvusConfig(target="lite", uri=str(tmp_path / "lite.db"), consistency_level="Strong")
+    client = connect(cfg)
+    yield client, cfg
+    client.close()
+
+
+# -- filter builder -----------------------------------------------------------------------
+
+def test_build_filter_validates_and_normalises():
+    assert build_filter() == ""
+    f = build_filter(locarno_classes=["2803", "28-03", "7-01"], date_from="2010-01-01",
+                     date_to="2019-12-31", views=["front", "top"], sources="uspto", patent_ids=["USD912345"])
+    assert isinstance(f, Filter)
+    assert f == ('locarno_class in ["07-01", "28-03"] and grant_date >= 20100101 and grant_date <= 20191231'
+                 ' and view in ["front", "top"] and source in ["uspto"] and patent_id in ["USD912345"]')
+    assert build_filter(locarno_classes=["28", "02-03"]) == '(locarno_class in ["02-03"] or locarno_class like "28-%")'
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"locarno_classes": ['01-01" or drawing_id != "']},
+    {"locarno_classes": ["01-01 or 1==1"]},
+    {"locarno_classes": ["33-01"]},
+    {"locarno_classes": ["99"]},
+    {"locarno_classes": []},
+    {"locarno_classes": [101]},
+    {"views": ['front"] or view not in ["']},
+    {"views": ["Front"]},
+    {"sources": ['uspto" || source != "']},
+    {"sources": ["a b"]},
+    {"sources": ["x\n"]},
+    {"patent_ids": ['US1") or (1 == 1']},
+    {"patent_ids": ["US1\\"]},
+    {"patent_ids": ["\u201cUS1\u201d"]},
+    {"patent_ids": ["-leading"]},
+    {"date_from": "2020-01-01 or 1==1"},
+    {"date_from": "2020-13-01"},
+    {"date_to": "20200101"},
+    {"date_to": "2020-01-01\n"},
+    {"views": "front\n"},
+    {"date_from": "2021-01-01", "date_to": "2020-01-01"},
+])
+def test_build_filter_rejects_injection_and_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        build_filter(**kwargs)
+
+
+def test_drawing_row_from_record():
+    from priorsight.milvus import drawing_row
+    from priorsight.records import Drawing
+
+    d = Drawing(drawing_id="USD900001-2", patent_id="USD900001", image_uri="s3://b/x.png", source="uspto",
+                view="top", locarno_class="28-03", grant_date="2021-03-09")
+    row = drawing_row(d, np.full(DIM, 0.25, dtype=np.float64), "m1")
+    assert row["grant_date"] == 20210309 and row["locarno_class"] == "28-03" and row["view"] == "top"
+    assert row["drawing_id"] == "USD900001-2" and len(row["embedding"]) == DIM
+    assert drawing_row(Drawing("a", "p", "u", "s"), np.zeros(DIM), "m1")["grant_date"] == 0
+
+
+def test_search_rejects_raw_filter_strings(lite):
+    client, cfg = lite
+    create_drawing_collection(client, "drawings_v1", DIM, cfg)
+    with pytest.raises(TypeError):
+        search(client, "drawings_v1", np.ones(DIM), filter='view != ""')  # type: ignore[arg-type]
+
+
+# -- Lite: schema, upsert, aliases, search ------------------------------------------------
+
+def test_collection_schema(lite):
+    client, cfg = lite
+    create_drawing_collection(client, "drawings_v1", DIM, cfg, model_version="effnet-2026-11")
+    desc = client.describe_collection("drawings_v1")
+    fields = {f["name"]: f for f in desc["fields"]}
+    assert set(fields) == {"drawing_id", "patent_id", "locarno_class", "view", "grant_date", "source",
+                           "model_version", "embedding"}
+    assert fields["drawing_id"].get("is_primary") and fields["drawing_id"]["type"].name == "VARCHAR"
+    assert fields["grant_date"]["type"].name == "INT64"
+    assert fields["embedding"]["type"].name == "FLOAT_VECTOR" and int(fields["embedding"]["params"]["dim"]) == DIM
+    assert not desc["auto_id"]
+    index = client.describe_index("drawings_v1", "embedding")
+    assert index["metric_type"] == "COSINE"
+    with pytest.raises(ValueError):
+        create_drawing_collection(client, "drawings_v1", DIM, cfg)
+
+
+def test_upsert_is_idempotent_by_drawing_id(lite):
+    client, cfg = lite
+    create_drawing_collection(client, "drawings_v1", DIM, cfg)
+    rows = make_rows(50)
+    assert upsert_drawings(client, "drawings_v1", rows, batch_size=16) == 50
+    changed = [dict(r, view="rear") if r["drawing_id"] == "D00007" else r for r in rows]
+    upsert_drawings(client, "drawings_v1", changed, batch_size=7)
+    assert count(client, "drawings_v1") == 50
+    got = client.query("drawings_v1", filter=build_filter(patent_ids=["P00002"]), output_fields=["view"])
+    assert {g["drawing_id"]: g["view"] for g in got}["D00007"] == "rear"
+    assert collection_rows(client, "drawings_v1") == 50
+
+
+def test_search_with_filters(lite):
+    client, cfg = lite
+    create_drawing_collection(client, "drawings_v1", DIM, cfg)
+    rows = make_rows(200)
+    upsert_drawings(client, "drawings_v1", rows)
+    q = np.array(rows[10]["embedding"])
+    top = search(client, "drawings_v1", q, k=5, output_fields=OUTPUT_FIELDS)[0]
+    assert top[0].drawing_id == "D00010" and top[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in top] == sorted((h.score for h in top), reverse=True)
+
+    f = build_filter(locarno_classes=["28"], date_from="2005-01-01", date_to="2012-12-31", views=["left", "rear"])
+    expected = {r["drawing_id"] for r in rows if r["locarno_class"].startswith("28-")
+                and 20050101 <= r["grant_date"] <= 20121231 and r["view"] in ("left", "rear")}
+    assert expected  # the data must make the filter meaningful
+    hits = search(client, "drawings_v1", q, k=len(rows), filter=f, output_fields=OUTPUT_FIELDS)[0]
+    assert {h.drawing_id for h in hits} == expected
+    for h in hits:
+        assert h.fields["locarno_class"].startswith("28-") and h.fields["view"] in ("left", "rear")
+
+
+def test_versions_behind_alias(lite):
+    client, cfg = lite
+    assert next_version_name(client, "drawings") == "drawings_v1"
+    create_drawing_collection(client, "drawings_v1", DIM, cfg, model_version="m1")
+    upsert_drawings(client, "drawings_v1", make_rows(30, "m1"))
+    assert swap_alias(client, "drawings", "drawings_v1") is None
+    v2 = next_version_name(client, "drawings")
+    assert v2 == "drawings_v2"
+    create_drawing_collection(client, v2, DIM, cfg, model_version="m2")
+    upsert_drawings(client, v2, make_rows(40, "m2", seed=1))
+    q = np.ones(DIM)
+    assert {h.fields["model_version"] for h in search(client, "drawings", q, k=5, output_fields=["model_version"])[0]} == {"m1"}
+
+    assert swap_alias(client, "drawings", v2) == "drawings_v1"
+    assert live_collection(client, "drawings") == v2
+    assert {h.fields["model_version"] for h in search(client, "drawings", q, k=5, output_fields=["model_version"])[0]} == {"m2"}
+    versions = {v.name: v for v in list_versions(client, "drawings")}
+    assert versions["drawings_v1"].rows == 30 and not versions["drawings_v1"].live
+    assert versions[v2].rows == 40 and versions[v2].live
+    with pytest.raises(ValueError):
+        drop_version(client, "drawings", v2)  # live
+    assert swap_alias(client, "drawings", "drawings_v1") == v2  # rollback
+    drop_version(client, "drawings", v2)
+    assert [v.name for v in list_versions(client, "drawings")] == ["drawings_v1"]
+
+
+def test_connect_embedded_not_running_is_a_clear_error(tmp_path):
+    with pytest.raises(MilvusUnavailable, match="not running"):
+        connect(MilvusConfig(target="embedded", data_dir=tmp_path / "milvus"))
+
+
+def test_cli_status_when_stopped(tmp_path):
+    from typer.testing import CliRunner
+
+    from priorsight.cli import app
+
+    res = CliRunner().invoke(app, ["milvus", "status", "--data-dir", str(tmp_path / "m")])
+    assert res.exit_code == 3, res.output
+    assert "stopped" in res.output and "Traceback" not in res.output
+
+
+# -- integration: the embedded server ------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory):
+    """One embedded Milvus for the session (first start unpacks ~500 MB into its data dir)."""
+    data_dir = tmp_path_factory.mktemp("milvus")
+    server = EmbeddedMilvus(data_dir, start_timeout_s=240, stop_timeout_s=30)
+    st = server.start()
+    yield server, st
+    server.stop()
+
+
+@pytest.mark.slow
+def test_embedded_server_end_to_end(embedded):
+    server, st = embedded
+    assert st.running and st.port
+    assert server.start().pid == st.pid  # idempotent
+    cfg = MilvusConfig(target="embedded", data_dir=server.data_dir, consistency_level="Strong",
+                       hnsw_m=8, hnsw_ef_construction=64)
+    client = connect(cfg)
+    assert client.list_collections() == []
+    with pytest.raises(ValueError, match="30772"):
+        create_drawing_collection(client, "x_v1", DIM, cfg.model_copy(update={"partition_key": True}))
+
+    rows = make_rows(1500, "m1")
+    create_drawing_collection(client, "drawings_v1", DIM, cfg, model_version="m1")
+    upsert_drawings(client, "drawings_v1", rows, batch_size=500)
+    upsert_drawings(client, "drawings_v1", rows[:700], batch_size=500)  # a re-run
+    client.flush("drawings_v1")
+    deadline = time.monotonic() + 60
+    while client.describe_index("drawings_v1", "embedding").get("indexed_rows", 0) < len(rows):
+        assert time.monotonic() < deadline, client.describe_index("drawings_v1", "embedding")
+        time.sleep(0.5)
+    index = client.describe_index("drawings_v1", "embedding")
+    assert index["index_type"] == "HNSW" and index["metric_type"] == "COSINE"
+    assert count(client, "drawings_v1") == len(rows)
+    swap_alias(client, "drawings", "drawings_v1")
+
+    q = np.array(rows[123]["embedding"])
+    top = search(client, "drawings", q, k=10, ef=64)[0]
+    assert top[0].drawing_id == "D00123" and len(top) == 10
+    f = build_filter(locarno_classes=["02-03"], date_from="2005-01-01")
+    hits = search(client, "drawings", q, k=10, filter=f, ef=64, output_fields=OUTPUT_FIELDS)[0]
+    assert hits and all(h.fields["locarno_class"] == "02-03" and h.fields["grant_date"] >= 20050101 for h in hits)
+
+    # build v2 beside the live v1, swap while a client keeps searching through the alias
+    create_drawing_collection(client, "drawings_v2", DIM, cfg, model_version="m2")
+    upsert_drawings(client, "drawings_v2", make_rows(800, "m2", seed=3), batch_size=400)
+    seen, errors, stop = [], [], threading.Event()
+
+    def searcher() -> None:
+        c = connect(cfg)
+        while not stop.is_set():
+            try:
+                seen.append(search(c, "drawings", q, k=3, output_fields=["model_version"])[0][0].fields["model_version"])
+            except Exception as exc:  # noqa: BLE001 - any failure during the swap is the finding
+                errors.append(repr(exc))
+        c.close()
+
+    t = threading.Thread(target=searcher)
+    t.start()
+    while len(seen) < 20 and t.is_alive():
+        time.sleep(0.05)
+    assert swap_alias(client, "drawings", "drawings_v2") == "drawings_v1"
+    n_at_swap = len(seen)
+    while len(seen) < n_at_swap + 20 and t.is_alive():
+        time.sleep(0.05)
+    stop.set()
+    t.join(timeout=30)
+    assert errors == []
+    assert seen[0] == "m1" and seen[-1] == "m2"
+    assert sorted(v.name for v in list_versions(client, "drawings")) == ["drawings_v1", "drawings_v2"]
+    client.close()
+
+    state = json.loads(server.state_file.read_text())
+    assert server.stop()
+    for pid in (state["pid"], state["server_pid"]):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not server.state_file.exists()
+    assert not server.status().running
+    assert not server.stop()  # already stopped
