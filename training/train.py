@@ -1,0 +1,405 @@
+"""Distribution-aware multimodal training on Ray Train (TorchTrainer, DDP over gloo or NCCL).
+
+The training itself (:func:`run_training`) is plain PyTorch + ``torch.distributed`` and runs
+the same under Ray (:func:`train`), under ``torch.multiprocessing`` (tests) or in one process.
+
+Per step each rank takes its slice of a class-aware global batch
+(:class:`~training.samplers.ClassAwareBatchSampler`), decodes and augments its drawings
+(seeded by epoch, step and *global* batch position), picks one description per drawing
+(:class:`~training.samplers.DescriptionBank`) and looks up its cached sentence features, embeds
+both and computes :class:`~training.losses.PriorSightLoss` with embeddings gathered across ranks.
+So N workers compute the same loss on the same global batch as one worker.
+
+Checkpoints go through :class:`priorsight.storage.Storage` (local path or ``s3://``):
+``RUN_DIR/checkpoints/epoch-0003.pt`` plus ``RUN_DIR/checkpoints/latest.json``; a run pointed
+at a ``run_dir`` that holds checkpoints resumes after the latest one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+from priorsight.config import StorageConfig
+from priorsight.images import decode_image
+from priorsight.manifest import read_manifest
+from priorsight.storage import NotFound, Storage, join
+from training.augment import AugmentConfig, DrawingAugmenter, view_rng
+from training.losses import LossConfig, PriorSightLoss, world
+from training.models import (
+    DrawingTextModel,
+    ModelConfig,
+    load_model_config,
+    load_or_embed_texts,
+    sentence_encoder_id,
+    text_cache_matches,
+)
+from training.samplers import BatchConfig, ClassAwareBatchSampler, DescriptionBank, class_counts, encode_labels
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.json"
+TEXT_FEATURES = "text_features.npz"
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs (typed; the CLI builds it from YAML/flags)."""
+
+    model_config = {"extra": "forbid", "arbitrary_types_allowed": True}
+
+    model: str | ModelConfig = "demo-small"  # shipped config name, JSON path, or the config itself
+    corpus: str  # corpus directory or manifest URI
+    descriptions: str | None = None  # describe-stage table (drawing_id, descriptions); needed for image-text
+    run_dir: str  # checkpoints and the text feature cache: local path or s3://
+    epochs: int = Field(default=1, ge=1)
+    max_steps_per_epoch: int | None = Field(default=None, ge=1)
+    lr: float = 1e-3  # heads, loss parameters
+    backbone_lr: float = 1e-4
+    weight_decay: float = 0.05
+    first_description_p: float | None = None  # probability of the metadata-only description
+    batch: BatchConfig = BatchConfig()
+    #: class distribution that class-balanced weights and logit adjustment correct for: the one the
+    #: class-aware sampler shows ("sampled") or the corpus's own ("dataset")
+    prior: Literal["sampled", "dataset"] = "sampled"
+    loss: LossConfig = LossConfig()
+    augment: AugmentConfig = AugmentConfig()
+    seed: int = 0
+    keep_checkpoints: int = Field(default=2, ge=1)
+    num_workers: int = Field(default=1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    storage: StorageConfig = StorageConfig()
+
+    def model_cfg(self) -> ModelConfig:
+        return self.model if isinstance(self.model, ModelConfig) else load_model_config(self.model)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingSet:
+    """The drawings used for training, with integer patent and class codes (dataset-wide)."""
+
+    drawing_ids: list[str]
+    image_uris: list[str]
+    patent_codes: np.ndarray
+    class_codes: np.ndarray
+    class_vocab: list[str]
+
+    @classmethod
+    def from_manifest(cls, corpus: str, storage: Storage | None = None) -> TrainingSet:
+        t = read_manifest(corpus, storage, columns=["drawing_id", "patent_id", "image_uri", "locarno_class"])
+        rows = [r for r in t.to_pylist() if r["locarno_class"]]
+        if len(rows) < t.num_rows:
+            log.warning("%d drawings without a Locarno class left out of training", t.num_rows - len(rows))
+        if not rows:
+            raise ValueError(f"no drawing with a Locarno class in {corpus}")
+        patents, _ = encode_labels([r["patent_id"] for r in rows])
+        classes, vocab = encode_labels([r["locarno_class"] for r in rows])
+        return cls([r["drawing_id"] for r in rows], [r["image_uri"] for r in rows], patents, classes, vocab)
+
+    def __len__(self) -> int:
+        return len(self.drawing_ids)
+
+
+def load_images(data: TrainingSet, indices: list[int], augmenter: DrawingAugmenter, storage: Storage,
+                seed: int, epoch: int, step: int, first_position: int) -> Tensor:
+    """Decode and augment drawings; view ``first_position + j`` of step ``step`` seeds item j."""
+    out = []
+    for j, i in enumerate(indices):
+        img = decode_image(storage.read_bytes(data.image_uris[i]))
+        out.append(augmenter(img, view_rng(seed, epoch, step, first_position + j)))
+    return torch.from_numpy(np.stack(out))
+
+
+def prepare_text_features(cfg: TrainConfig, storage: Storage | None = None) -> str | None:
+    """Embed every description once (frozen sentence encoder) into ``RUN_DIR/text_features.npz``
+    (reused when it matches the texts). Returns its URI, or None without descriptions."""
+    if cfg.descriptions is None:
+        return None
+    mcfg = cfg.model_cfg()
+    if not mcfg.text.freeze:
+        raise ValueError("cached text features need a frozen text encoder (text.freeze = true)")
+    storage = storage or Storage(cfg.storage)
+    bank = DescriptionBank.read(cfg.descriptions, storage)
+    uri = join(cfg.run_dir, TEXT_FEATURES)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / TEXT_FEATURES
+        if storage.exists(uri):
+            storage.download(uri, local)
+        if not text_cache_matches(local, bank.texts, _encoder_id(mcfg)):
+            load_or_embed_texts(bank.texts, local, encoder_path=mcfg.text.encoder, max_tokens=mcfg.text.max_tokens)
+            storage.upload(local, uri)
+    return uri
+
+
+def _encoder_id(mcfg: ModelConfig) -> str:
+    return sentence_encoder_id(mcfg.text.encoder, mcfg.text.max_tokens)
+
+
+def _load_text_features(uri: str, texts: list[str], mcfg: ModelConfig, storage: Storage) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = storage.download(uri, Path(tmp) / TEXT_FEATURES)
+        if not text_cache_matches(local, texts, _encoder_id(mcfg)):
+            raise ValueError(f"{uri} was computed for other descriptions or another encoder: rerun prepare_text_features")
+        with np.load(local) as z:
+            return z["features"]
+
+
+# -- model + loss --------------------------------------------------------------------------------
+
+class TrainModule(nn.Module):
+    """Model and loss in one module, so DDP also averages the loss's own parameters
+    (logit scale, class prototypes, uncertainty weights)."""
+
+    def __init__(self, model: DrawingTextModel, loss: PriorSightLoss):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, images: Tensor, patents: Tensor, classes: Tensor,
+                text_features: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        img, txt = self.model(images, text_features)
+        return self.loss(img, patents, classes, text_emb=txt)
+
+
+def build_module(cfg: TrainConfig, mcfg: ModelConfig, counts: list[int]) -> TrainModule:
+    torch.manual_seed(cfg.seed)  # same initial heads on every rank (DDP also broadcasts rank 0's)
+    model = DrawingTextModel.from_config(mcfg, load_text_encoder=False)
+    return TrainModule(model, PriorSightLoss(cfg.loss, counts, mcfg.embed_dim))
+
+
+def make_optimizer(module: TrainModule, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        lr = cfg.backbone_lr if name.startswith("model.image.backbone.") else cfg.lr
+        no_decay = p.ndim < 2 or name.startswith("loss.")  # biases, norms, scales, log-variances
+        groups.setdefault((lr, 0.0 if no_decay else cfg.weight_decay), []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()])
+
+
+def _unwrap(module: nn.Module) -> TrainModule:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def train_step(module: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, patents: Tensor,
+               classes: Tensor, text_features: Tensor | None) -> dict[str, float]:
+    """One optimisation step; returns this rank's loss terms (before the update)."""
+    module.train()
+    optimizer.zero_grad(set_to_none=True)
+    total, parts = module(images, patents, classes, text_features)
+    total.backward()
+    optimizer.step()
+    clip = _unwrap(module).loss.terms["image_text"] if "image_text" in _unwrap(module).loss.terms else None
+    if clip is not None:
+        with torch.no_grad():  # as open_clip: keep the logit scale within [0, ln 100]
+            clip.logit_scale.clamp_(0, math.log(clip.max_logit_scale))
+    return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+
+
+def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    _, size = world()
+    if size == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+def latest_checkpoint(run_dir: str, storage: Storage) -> dict[str, Any] | None:
+    """``{"epoch": E, "uri": ..., "metrics": {...}}`` of the latest checkpoint under ``run_dir``."""
+    try:
+        return json.loads(storage.read_bytes(join(run_dir, CHECKPOINT_DIR, LATEST)))
+    except NotFound:
+        return None
+
+
+def save_checkpoint(run_dir: str, storage: Storage, module: TrainModule, optimizer: torch.optim.Optimizer,
+                    epoch: int, metrics: dict[str, float], mcfg: ModelConfig, class_vocab: list[str],
+                    keep: int) -> str:
+    uri = join(run_dir, CHECKPOINT_DIR, f"epoch-{epoch:04d}.pt")
+    buf = io.BytesIO()
+    torch.save({"epoch": epoch, "model": module.model.state_dict(), "loss": module.loss.state_dict(),
+                "optimizer": optimizer.state_dict(), "metrics": metrics,
+                "model_config": mcfg.model_dump(mode="json"), "class_vocab": class_vocab}, buf)
+    storage.write_bytes(uri, buf.getvalue())
+    latest = {"epoch": epoch, "uri": uri, "metrics": metrics}
+    storage.write_bytes(join(run_dir, CHECKPOINT_DIR, LATEST), json.dumps(latest).encode())
+    for old in range(epoch - keep, -1, -1):
+        old_uri = join(run_dir, CHECKPOINT_DIR, f"epoch-{old:04d}.pt")
+        if not storage.exists(old_uri):
+            break
+        storage.delete(old_uri)
+    log.info("checkpoint %s", uri)
+    return uri
+
+
+def load_checkpoint(uri: str, storage: Storage | None = None) -> dict[str, Any]:
+    return torch.load(io.BytesIO((storage or Storage()).read_bytes(uri)), map_location="cpu", weights_only=False)
+
+
+def load_trained_model(run_dir_or_checkpoint: str, storage: Storage | None = None) -> DrawingTextModel:
+    """The trained towers (for indexing and serving) from a run directory or checkpoint URI."""
+    storage = storage or Storage()
+    uri = run_dir_or_checkpoint
+    if not uri.endswith(".pt"):
+        latest = latest_checkpoint(uri, storage)
+        if latest is None:
+            raise NotFound(f"no checkpoint under {uri}")
+        uri = latest["uri"]
+    ckpt = load_checkpoint(uri, storage)
+    model = DrawingTextModel.from_config(ModelConfig.model_validate(ckpt["model_config"]), load_text_encoder=False)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
+                 report: Callable[[dict[str, float]], None] | None = None,
+                 wrap: Callable[[nn.Module], nn.Module] | None = None) -> dict[str, float]:
+    """Train on this process's rank (``torch.distributed`` if initialised, else alone).
+
+    ``wrap`` turns the module into its data-parallel form (Ray's ``prepare_model``; default:
+    DDP when distributed); ``report`` receives the metrics of every epoch (all ranks call it).
+    Returns the last epoch's metrics (rank 0's include the checkpoint URI); when ``run_dir``
+    already holds ``epochs`` epochs, the latest checkpoint's metrics, without training."""
+    rank, size = world()
+    storage = Storage(cfg.storage)
+    latest = latest_checkpoint(cfg.run_dir, storage)
+    if latest is not None and int(latest["epoch"]) + 1 >= cfg.epochs:
+        log.info("%s already holds epoch %d of %d: nothing to train", cfg.run_dir, latest["epoch"], cfg.epochs)
+        return dict(latest.get("metrics") or {})
+    mcfg = cfg.model_cfg()
+    data = TrainingSet.from_manifest(cfg.corpus, storage)
+    sampler = ClassAwareBatchSampler([data.class_vocab[c] for c in data.class_codes], data.patent_codes.tolist(),
+                                     cfg.batch, num_replicas=size, rank=rank)
+    if cfg.prior == "dataset":
+        counts = class_counts(data.class_codes, len(data.class_vocab))
+    else:
+        counts = np.maximum(np.rint(sampler.expected_class_counts()), 1).astype(int).tolist()
+    bank = None
+    text_features = None
+    if cfg.loss.image_text:
+        if cfg.descriptions is None or text_features_uri is None:
+            raise ValueError("the image-text loss needs descriptions and their features (prepare_text_features)")
+        bank = DescriptionBank.read(cfg.descriptions, storage)
+        text_features = torch.from_numpy(_load_text_features(text_features_uri, bank.texts, mcfg, storage))
+
+    module = build_module(cfg, mcfg, counts)
+    optimizer = make_optimizer(module, cfg)
+    start_epoch = 0
+    if latest is not None:
+        ckpt = load_checkpoint(latest["uri"], storage)
+        module.model.load_state_dict(ckpt["model"])
+        module.loss.load_state_dict(ckpt["loss"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        log.info("resuming after epoch %d from %s", ckpt["epoch"], latest["uri"])
+    if size > 1 and cfg.use_gpu and not mcfg.vision.freeze_batchnorm:
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # BN statistics over the global batch
+    if wrap is not None:
+        ddp = wrap(module)  # Ray's prepare_model also moves the module to the worker's device
+    elif cfg.use_gpu:
+        if not torch.cuda.is_available():
+            raise RuntimeError("use_gpu is set but CUDA is not available")
+        module = module.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
+    if wrap is None:
+        ddp = nn.parallel.DistributedDataParallel(module) if size > 1 else module
+
+    augmenter = DrawingAugmenter(cfg.augment, mcfg.vision.image_size)
+    local_b = cfg.batch.batch_size // size
+    device = next(_unwrap(ddp).parameters()).device
+    metrics: dict[str, float] = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        steps = 0
+        t0 = time.perf_counter()
+        for step, indices in enumerate(sampler):
+            if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
+                break
+            images = load_images(data, indices, augmenter, storage, cfg.seed, epoch, step, rank * local_b)
+            feats = None
+            if bank is not None:
+                ids = [data.drawing_ids[i] for i in indices]
+                chosen = bank.choose(ids, cfg.seed, epoch, step, cfg.first_description_p)
+                feats = text_features[torch.from_numpy(chosen)].to(device)
+            out = train_step(ddp, optimizer, images.to(device), torch.from_numpy(data.patent_codes[indices]).to(device),
+                             torch.from_numpy(data.class_codes[indices]).to(device), feats)
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + v
+            steps += 1
+        metrics = _mean_over_ranks({k: v / max(steps, 1) for k, v in sums.items()}, device)
+        metrics.update(epoch=epoch, steps=steps, seconds=time.perf_counter() - t0)
+        weighting = _unwrap(ddp).loss.weighting
+        if weighting is not None:
+            metrics.update({f"weight/{k}": v for k, v in weighting.weights().items()})
+        if rank == 0:
+            metrics["checkpoint"] = save_checkpoint(cfg.run_dir, storage, _unwrap(ddp), optimizer, epoch, metrics,
+                                                    mcfg, data.class_vocab, cfg.keep_checkpoints)
+            log.info("epoch %d: %s", epoch, {k: v for k, v in metrics.items() if k != "checkpoint"})
+        if size > 1:
+            dist.barrier()  # the checkpoint exists before anyone moves on
+        if report is not None:
+            report(metrics)
+    return metrics
+
+
+def _ray_worker(loop_config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    cfg: TrainConfig = loop_config["config"]
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    run_training(cfg, loop_config["text_features_uri"],
+                 report=lambda m: ray.train.report({k: v for k, v in m.items() if not isinstance(v, str)}),
+                 wrap=lambda m: ray.train.torch.prepare_model(m, parallel_strategy="ddp" if world()[1] > 1 else None))
+
+
+def train(cfg: TrainConfig, ray_results_dir: str | None = None, text_features_uri: str | None = None) -> dict[str, Any]:
+    """Run training on Ray Train (Ray must be initialised, e.g. ``cluster.ray_env.init_ray``).
+
+    Sentence features of the descriptions are computed here, once (:func:`prepare_text_features`),
+    unless ``text_features_uri`` names ones already computed.
+
+    Returns the metrics of the latest checkpoint (the last epoch trained, now or before)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    text_uri = text_features_uri or (prepare_text_features(cfg) if cfg.loss.image_text else None)
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"config": cfg, "text_features_uri": text_uri},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        run_config=RunConfig(name=f"train-{os.getpid()}-{int(time.time())}",
+                             storage_path=ray_results_dir or str(Path(tempfile.gettempdir()) / "priorsight-ray")),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    latest = latest_checkpoint(cfg.run_dir, Storage(cfg.storage))
+    return dict(latest["metrics"]) if latest else {}
