@@ -48,7 +48,7 @@ def image_encoder_from(checkpoint: str | None, baseline: bool, storage):
     return encode, model.config.vision.image_size
 
 
-def register(app: typer.Typer, corpus_app: typer.Typer) -> None:
+def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         ctx: typer.Context,
@@ -126,3 +126,32 @@ def register(app: typer.Typer, corpus_app: typer.Typer) -> None:
             fail(str(exc))
             return
         typer.echo(json.dumps(counts))
+
+    @bench_app.command("retrieval")
+    def bench_retrieval_cmd(
+        ctx: typer.Context,
+        corpus: str = typer.Argument(..., help="A long-tailed corpus, e.g. from `priorsight corpus synth`."),
+        workdir: Path = typer.Option(Path("data/bench-retrieval"), help="Splits, descriptions and runs go here."),
+        uspto: Optional[str] = typer.Option("../shared/data/uspto-design-2021", envvar="PRIORSIGHT_USPTO_SAMPLE",
+                                            help="Real sample to evaluate on ('' to skip)."),
+        model: str = typer.Option("demo-small"),
+        epochs: int = typer.Option(6),
+        max_steps_per_epoch: Optional[int] = typer.Option(None),
+        batch_size: int = typer.Option(64),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Ablation on held-out patents: (a) pretrained, (b) image-only, (c) + image-text, (d) full method."""
+        from priorsight.bench import record
+        from priorsight.cli import settings_of
+        from priorsight.storage import Storage
+        from training.bench_retrieval import RetrievalBenchConfig, markdown, run_bench
+
+        use_uspto = uspto if uspto and Path(uspto).exists() else None
+        cfg = RetrievalBenchConfig(corpus=corpus, workdir=str(workdir), uspto=use_uspto, model=model, epochs=epochs,
+                                   max_steps_per_epoch=max_steps_per_epoch, batch_size=batch_size, seed=seed)
+        r = run_bench(cfg, Storage(settings_of(ctx).storage))
+        md = markdown(r)
+        command = (f"priorsight bench retrieval {corpus} --model {model} --epochs {epochs} --batch-size {batch_size} "
+                   f"--seed {seed}" + (f" --max-steps-per-epoch {max_steps_per_epoch}" if max_steps_per_epoch else ""))
+        record("retrieval", r, md, command)
+        typer.echo(md)
