@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, SecretStr
 
+from priorsight.describe.config import DescribeConfig
+
 #: Where a config file is looked for when none is named (``PRIORSIGHT_CONFIG`` overrides).
 DEFAULT_CONFIG_FILE = "priorsight.yaml"
 
@@ -72,6 +74,61 @@ class MilvusConfig(BaseModel):
     stop_timeout_s: float = Field(default=60.0, gt=0)
 
 
+class DeploymentScaling(BaseModel):
+    """Replicas, CPUs and autoscaling of one Ray Serve deployment (see docs/serving.md)."""
+
+    model_config = {"extra": "forbid"}
+
+    num_cpus: float = Field(default=0.25, gt=0, le=64)  # fractional: 2-core machines
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    max_ongoing_requests: int = Field(default=8, ge=1)
+    upscale_delay_s: float = Field(default=15.0, ge=0)
+    downscale_delay_s: float = Field(default=120.0, ge=0)
+    look_back_period_s: float = Field(default=15.0, gt=10)  # > Serve metrics_interval_s (10)
+
+
+class SearchSourceConfig(BaseModel):
+    """One index the searcher fans out to (e.g. one patent office's Milvus)."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    milvus: MilvusConfig = MilvusConfig()
+    describe: DescribeConfig = DescribeConfig()
+    collection: str | None = None  # collection or alias; None: milvus.alias
+    timeout_s: float = Field(default=2.0, gt=0)  # per search; a slower source makes the result partial
+
+
+class ServeConfig(BaseModel):
+    """Query serving (``services/``): the ``args`` of ``services/serve_config.yaml``."""
+
+    model_config = {"extra": "forbid"}
+
+    checkpoint: str = "data/runs/latest"  # training run dir or checkpoint .pt (local or s3://)
+    manifest: str = "data/corpus"  # corpus dir or manifest .parquet (drawing metadata, image_uri)
+    model_version: str | None = None  # label in search records; None: derived from the checkpoint
+    text_queries: bool = True  # load the sentence encoder so words can be part of a query
+    sources: list[SearchSourceConfig] = Field(default_factory=lambda: [SearchSourceConfig()], min_length=1)
+    fusion: Literal["max", "rrf"] = "max"  # default fusion of several query views
+    rrf_k: int = Field(default=60, ge=1)
+    candidates_per_query: int = Field(default=100, ge=1, le=16384)  # ANN hits per query vector per source
+    default_k: int = Field(default=20, ge=1)
+    max_k: int = Field(default=100, ge=1, le=1000)
+    max_images: int = Field(default=7, ge=1, le=32)
+    max_upload_mb: float = Field(default=20.0, gt=0)
+    max_text_chars: int = Field(default=1000, ge=1)
+    max_image_pixels: int = Field(default=80_000_000, gt=0)
+    embed_max_batch_size: int = Field(default=8, ge=1)
+    embed_batch_wait_s: float = Field(default=0.002, ge=0)
+    embed_threads: int = Field(default=2, ge=1)  # torch threads of an embedder replica
+    start_embedded_milvus: bool = False  # `priorsight serve`: start the embedded server of embedded sources
+    embedder: DeploymentScaling = DeploymentScaling(num_cpus=0.5, max_ongoing_requests=16)
+    searcher: DeploymentScaling = DeploymentScaling(num_cpus=0.25, max_ongoing_requests=16)
+    ingress: DeploymentScaling = DeploymentScaling(max_ongoing_requests=32, target_ongoing_requests=4.0)
+
+
 class Settings(BaseModel):
     """The one config model of PriorSight."""
 
@@ -81,6 +138,8 @@ class Settings(BaseModel):
     storage: StorageConfig = StorageConfig()
     corpus: CorpusConfig = CorpusConfig()
     milvus: MilvusConfig = MilvusConfig()
+    describe: DescribeConfig = DescribeConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""Starting or joining Ray, the same way for every stage (describe, training, indexing).
+
+    with init_ray() as ray_ctx:          # a local Ray on this machine (all its CPUs)
+        ...
+    with init_ray("ray://head:10001"):   # or "auto": an existing cluster
+        ...
+
+Workers get the malloc settings that keep CPU models fast (glibc would otherwise hand big
+buffers back to the OS after every forward pass) through ``runtime_env`` env_vars. A local Ray
+runs its workers at normal priority (Ray's default niceness 15 lets every other process on a
+shared machine starve them: the describe job ran at half the plain loop's speed). Logging is
+quiet, the dashboard is off, Ray Data's own progress bars are off (stages show their own).
+A Ray started here is stopped on exit; a cluster joined here is only disconnected from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Environment of every Ray worker process (see docs stack.md: CPU models 3x slower without).
+WORKER_ENV: dict[str, str] = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "68719476736",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+@dataclass
+class RayHandle:
+    """What :func:`init_ray` did: ``started`` a local Ray (stopped on :meth:`shutdown`), or
+    joined one that was running already."""
+
+    address: str
+    started: bool
+    resources: dict[str, float] = field(default_factory=dict)
+    context: Any = None
+
+    @property
+    def cpus(self) -> float:
+        return float(self.resources.get("CPU", 0.0))
+
+    def shutdown(self) -> None:
+        import ray
+
+        if ray.is_initialized() and (self.started or self.context is not None):
+            ray.shutdown()
+
+    def __enter__(self) -> RayHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None,
+             env_vars: Mapping[str, str] | None = None, log_level: int = logging.WARNING,
+             progress_bars: bool = False, worker_niceness: int = 0) -> RayHandle:
+    """Start a local Ray (``address`` empty: with ``num_cpus`` or all CPUs, workers at
+    ``worker_niceness``; its ports listen on all interfaces, guarded by Ray's token auth) or join a cluster (``address`` "auto", "HOST:PORT" or
+    "ray://HOST:PORT"; its own settings apply). If this process is already connected, reuse
+    that connection (and leave it open on shutdown)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return RayHandle(address=ray.get_runtime_context().gcs_address, started=False,
+                         resources=dict(ray.cluster_resources()))
+    runtime_env = {"env_vars": {**WORKER_ENV, **dict(env_vars or {})}}
+    common = dict(runtime_env=runtime_env, logging_level=log_level, log_to_driver=True,
+                  configure_logging=True, ignore_reinit_error=True)
+    if address:
+        ctx = ray.init(address=address, **common)
+        started = False
+    else:
+        ctx = ray.init(num_cpus=num_cpus, include_dashboard=False,
+                       _system_config={"worker_niceness": worker_niceness}, **common)
+        started = True
+    from ray.data import DataContext
+
+    dctx = DataContext.get_current()
+    dctx.enable_progress_bars = progress_bars
+    dctx.print_on_execution_start = False
+    dctx.enable_auto_log_stats = False
+    if not progress_bars:  # Ray Data warns once that they are off: we know
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    resources = dict(ray.cluster_resources())
+    handle = RayHandle(address=getattr(ctx, "address_info", {}).get("gcs_address", address or "local"),
+                       started=started, resources=resources, context=ctx)
+    log.info("%s Ray at %s: %s CPUs", "started" if started else "joined", handle.address, handle.cpus)
+    return handle
