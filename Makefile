@@ -14,13 +14,19 @@ export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 ARGS ?=
 
-.PHONY: demo test install lint clean constraints
+.PHONY: demo test install lint clean constraints browser
 
 demo: $(STAMP)
 	$(BIN)/priorsight demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The web page is tested in Debian's Chromium (never `playwright install`, which downloads).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "warning: chromium not installed; browser tests will skip (sudo apt-get install chromium)"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check priorsight cluster services training loadtests tests

@@ -60,8 +60,18 @@ def fail(message: str, code: int = 2) -> None:
 
 
 # -- commands registered by stages (one import + one line each) ---------------------------
+from cluster import commands as _cluster_commands  # noqa: E402
 from priorsight import demo as _demo  # noqa: E402
+from priorsight import milvus_commands as _milvus_commands  # noqa: E402
 from priorsight.corpus import commands as _corpus_commands  # noqa: E402
+from priorsight.describe import commands as _describe_commands  # noqa: E402
+from services import commands as _serve_commands  # noqa: E402
+from training import commands as _training_commands  # noqa: E402
 
 _corpus_commands.register(corpus_app)
+_describe_commands.register(app, bench_app)
+_training_commands.register(app, corpus_app, bench_app)
+_cluster_commands.register(app)
+_milvus_commands.register(app, bench_app)
+_serve_commands.register(app, bench_app)
 _demo.register(app)

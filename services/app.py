@@ -1,0 +1,158 @@
+"""The Ray Serve application: ``Ingress`` (FastAPI) -> ``QueryEmbedder`` + ``Searcher``.
+
+Thin deployments over :mod:`services.embedding`, :mod:`services.search` and
+:mod:`services.api`. Built by :func:`build_app` from a :class:`ServeConfig` (the ``args`` of
+``services/serve_config.yaml``, the single source of the app's settings)::
+
+    serve run services/serve_config.yaml        # or: priorsight serve
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from priorsight.config import DeploymentScaling, ServeConfig
+from priorsight.images import Crop
+from priorsight.milvus import Filter
+from priorsight.storage import is_s3
+from services.api import EmbedAnswer, create_api
+from services.backends import HandleBackend
+from services.catalog import Catalog
+from services.embedding import ModelInfo, Query, QueryEncoder
+from services.metrics import ServeMetrics
+from services.search import FanOutSearcher, SearchOutcome
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "priorsight"
+
+
+@serve.deployment(name="QueryEmbedder")
+class QueryEmbedder:
+    """Uploaded drawings (decoded and preprocessed here with the shared indexing function) and
+    words -> vectors, several concurrent queries in one forward pass (``@serve.batch``)."""
+
+    def __init__(self, config: ServeConfig):
+        self.encoder = QueryEncoder.load(config.checkpoint, config.model_version, config.text_queries,
+                                         threads=config.embed_threads)
+        self.max_image_pixels = config.max_image_pixels
+        self._batched.set_max_batch_size(config.embed_max_batch_size)
+        self._batched.set_batch_wait_timeout_s(config.embed_batch_wait_s)
+
+    def model_info(self) -> ModelInfo:
+        return self.encoder.info
+
+    async def embed(self, images: list[tuple[bytes, Crop | None]], text: str | None) -> EmbedAnswer:
+        return await self._batched((images, text))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def _batched(self, queries: list[Query]) -> list[EmbedAnswer]:
+        t0 = time.perf_counter()
+        out = await asyncio.to_thread(self.encoder.embed_uploads, queries, self.max_image_pixels)
+        seconds = time.perf_counter() - t0
+        return [EmbedAnswer(vectors=q.vectors, seconds=seconds, batch_size=len(queries), error=q.error,
+                            error_image=q.error_image) for q in out]
+
+
+@serve.deployment(name="Searcher")
+class Searcher:
+    """Fans a query's vectors out to every configured Milvus source (one client each, made
+    once), merges, fuses and groups (:mod:`services.fusion`)."""
+
+    def __init__(self, config: ServeConfig):
+        self.searcher = FanOutSearcher.connect(config.sources)
+        self.candidates_per_query = config.candidates_per_query
+
+    async def search(self, vectors: np.ndarray, k: int, filter: Filter, fusion: str, rrf_k: int,
+                     group: bool) -> SearchOutcome:
+        return await asyncio.to_thread(self.searcher.search, vectors, k, filter, fusion, rrf_k,  # type: ignore[arg-type]
+                                       group, self.candidates_per_query)
+
+    async def ready(self) -> dict[str, bool]:
+        return await asyncio.to_thread(self.searcher.ready)
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress()
+class Ingress:
+    """The HTTP edge: the FastAPI app of :func:`services.api.create_api` over the handles."""
+
+    async def __init__(self, embedder: DeploymentHandle, searcher: DeploymentHandle, config: ServeConfig):
+        self.config = config
+        self.backend = HandleBackend(embedder, searcher)
+        self.info: ModelInfo = await embedder.model_info.remote()
+        self.catalog = Catalog.load(config.manifest)
+        self.metrics = ServeMetrics()
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_api(self.backend, self.info, self.catalog, self.config, self.metrics)
+
+
+def deployment_options(s: DeploymentScaling, min_ongoing: int = 1, env_vars: dict[str, str] | None = None,
+                       access_log: bool = True) -> dict[str, Any]:
+    """Ray Serve options of one deployment. Delays are kept >= the look-back period (shorter
+    ones make autoscaling flap) and ``max_ongoing_requests`` >= the batch size."""
+    actor: dict[str, Any] = {"num_cpus": s.num_cpus}
+    if env_vars:
+        actor["runtime_env"] = {"env_vars": dict(env_vars)}
+    return {
+        "ray_actor_options": actor,
+        "max_ongoing_requests": max(s.max_ongoing_requests, min_ongoing),
+        "logging_config": {"enable_access_log": access_log},
+        "autoscaling_config": {
+            "min_replicas": s.min_replicas,
+            "initial_replicas": max(s.min_replicas, 1),
+            "max_replicas": max(s.max_replicas, s.min_replicas, 1),
+            "target_ongoing_requests": s.target_ongoing_requests,
+            "look_back_period_s": s.look_back_period_s,
+            "upscale_delay_s": max(s.upscale_delay_s, s.look_back_period_s),
+            "downscale_delay_s": max(s.downscale_delay_s, s.look_back_period_s),
+        },
+    }
+
+
+def _model_env() -> dict[str, str]:
+    try:
+        from cluster.ray_env import WORKER_ENV
+    except ImportError:
+        return {}
+    return dict(WORKER_ENV)
+
+
+def resolve_paths(config: ServeConfig, base: Path | None = None) -> ServeConfig:
+    """Relative local paths made absolute (replicas do not share the caller's working dir)."""
+    base = (base or Path.cwd()).resolve()
+
+    def absolute(p: str) -> str:
+        return p if is_s3(p) or Path(p).is_absolute() else str(base / p)
+
+    sources = []
+    for s in config.sources:
+        m = s.milvus
+        upd: dict[str, Any] = {"data_dir": Path(absolute(str(m.data_dir)))}
+        if m.target == "lite" and m.uri:
+            upd["uri"] = absolute(m.uri)
+        sources.append(s.model_copy(update={"milvus": m.model_copy(update=upd)}))
+    return config.model_copy(update={"checkpoint": absolute(config.checkpoint), "manifest": absolute(config.manifest),
+                                     "sources": sources})
+
+
+def build_app(args: dict[str, Any] | ServeConfig) -> Application:
+    """The application from the YAML ``args`` (validated as :class:`ServeConfig`); relative
+    paths are taken from the working directory of the caller (``serve run``'s)."""
+    config = args if isinstance(args, ServeConfig) else ServeConfig.model_validate(args or {})
+    config = resolve_paths(config)
+    # internal calls log no access line (the ingress logs one per HTTP request)
+    embedder = QueryEmbedder.options(
+        **deployment_options(config.embedder, config.embed_max_batch_size, _model_env(), access_log=False)).bind(config)
+    searcher = Searcher.options(**deployment_options(config.searcher, access_log=False)).bind(config)
+    return Ingress.options(**deployment_options(config.ingress)).bind(embedder, searcher, config)

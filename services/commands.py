@@ -1,0 +1,299 @@
+"""``priorsight serve`` and ``priorsight bench serve``, and :func:`serve_demo` for the demo.
+
+Everything reads ONE Serve config YAML (``services/serve_config.yaml`` by default): its
+``http_options`` (where Serve listens) and its application's ``args`` (a :class:`ServeConfig`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from priorsight.config import MilvusConfig, SearchSourceConfig, ServeConfig
+from services.app import resolve_paths
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "serve_config.yaml"
+
+
+@dataclass
+class ServeFile:
+    """The parts of a Serve config YAML that ``priorsight serve`` uses."""
+
+    config: ServeConfig
+    host: str = "127.0.0.1"
+    port: int = 8000
+    name: str = "priorsight"
+    route_prefix: str = "/"
+
+
+def read_serve_file(path: Path | str = DEFAULT_CONFIG) -> ServeFile:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    apps = data.get("applications") or []
+    if len(apps) != 1:
+        raise ValueError(f"{path}: expected exactly one application, found {len(apps)}")
+    app = apps[0]
+    http = data.get("http_options") or {}
+    return ServeFile(ServeConfig.model_validate(app.get("args") or {}), http.get("host", "127.0.0.1"),
+                     int(http.get("port", 8000)), app.get("name", "priorsight"), app.get("route_prefix", "/"))
+
+
+def start_embedded_sources(config: ServeConfig) -> None:
+    from priorsight.milvus import EmbeddedMilvus
+
+    for s in config.sources:
+        if s.milvus.target == "embedded":
+            st = EmbeddedMilvus.from_config(s.milvus).start()
+            log.info("embedded Milvus of source %s on %s", s.name, st.uri)
+
+
+def wait_ready(url: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=5)
+            if r.status_code == 200:
+                return r.json()
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s: {last[:300]}")
+
+
+def start_serving(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, ray_address: str | None = None,
+                  num_cpus: int | None = None, name: str = "priorsight", ready_timeout_s: float = 300.0) -> str:
+    """Start (or join) Ray, the embedded Milvus of embedded sources if configured, and the Serve
+    app; returns its URL once ``/readyz`` answers."""
+    from ray import serve
+
+    from services.app import build_app
+
+    config = resolve_paths(config)
+    if config.start_embedded_milvus:
+        start_embedded_sources(config)
+    try:
+        from cluster.ray_env import init_ray
+
+        init_ray(ray_address, num_cpus=num_cpus)
+    except ImportError:  # pragma: no cover - the cluster stage is optional
+        import ray
+
+        ray.init(address=ray_address, num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(config), name=name, route_prefix="/", blocking=False)
+    url = f"http://{host}:{port}"
+    wait_ready(url, ready_timeout_s)
+    log.info("PriorSight serving at %s (metrics: %s/metrics)", url, url)
+    return url
+
+
+def example_query(url: str, manifest: str, k: int = 5) -> dict[str, Any]:
+    """POST the first drawing of the manifest to ``/v1/search``; returns the JSON answer."""
+    import httpx
+
+    from priorsight.manifest import iter_drawings
+    from priorsight.storage import Storage
+
+    storage = Storage()
+    drawing = next(iter(iter_drawings(manifest, storage)))
+    data = storage.read_bytes(drawing.image_uri)
+    r = httpx.post(f"{url}/v1/search", files=[("images", (Path(drawing.image_uri).name, data))],
+                   data={"k": str(k)}, timeout=60)
+    r.raise_for_status()
+    return {"query_drawing": drawing.drawing_id, "response": r.json()}
+
+
+def _block_until_interrupted() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def serve_demo(checkpoint: str, manifest: str, collection_alias: str, milvus_config: MilvusConfig,
+               block: bool = False, port: int = 8000) -> str:
+    """Serve a checkpoint over one index, run one example query over HTTP and print it; with
+    ``block`` keep serving until Ctrl-C. Returns the URL."""
+    from ray import serve
+
+    config = ServeConfig(checkpoint=checkpoint, manifest=manifest,
+                         start_embedded_milvus=milvus_config.target == "embedded",
+                         sources=[SearchSourceConfig(name="local", milvus=milvus_config, collection=collection_alias)])
+    url = start_serving(config, port=port)
+    typer.echo(f"PriorSight is serving at {url}  (examiner page: {url}/, API: {url}/docs)")
+    ex = example_query(url, manifest)
+    res = ex["response"]
+    typer.echo(f"example query with drawing {ex['query_drawing']}: "
+               f"{res['record']['latency_ms']:.0f} ms, model {res['record']['model']['version']}")
+    for i, p in enumerate(res["results"], 1):
+        typer.echo(f"  {i}. {p['patent_id']}  {p['score']:.3f}  {p['locarno_class'] or '-'}  {p['title'][:60]}")
+    if block:
+        typer.echo("Ctrl-C stops serving.")
+        _block_until_interrupted()
+        serve.shutdown()
+    return url
+
+
+def _sample(config: ServeConfig, sample_dir: Path) -> ServeConfig:
+    """Build (once) a sample corpus, checkpoint and embedded-Milvus index under ``sample_dir``."""
+    from priorsight.milvus import EmbeddedMilvus, connect, live_collection
+    from services.embedding import QueryEncoder
+    from services.sample import index_corpus, write_random_checkpoint, write_sample_corpus
+
+    sample_dir = sample_dir.resolve()
+    milvus = MilvusConfig(target="embedded", data_dir=sample_dir / "milvus", alias="drawings")
+    EmbeddedMilvus.from_config(milvus).start()
+    corpus, ckpt = sample_dir / "corpus", sample_dir / "model" / "sample.pt"
+    if not (corpus / "manifest.parquet").exists():
+        write_sample_corpus(corpus, n_patents=8)
+    if not ckpt.exists():
+        write_random_checkpoint(ckpt)
+    client = connect(milvus)
+    try:
+        indexed = live_collection(client, milvus.alias) is not None
+    finally:
+        client.close()
+    if not indexed:
+        index_corpus(QueryEncoder.load(str(ckpt), text=False), str(corpus), milvus)
+    return config.model_copy(update={
+        "checkpoint": str(ckpt), "manifest": str(corpus), "start_embedded_milvus": True,
+        "sources": [SearchSourceConfig(name="sample", milvus=milvus, collection="drawings")]})
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+
+
+def bench_serve(url: str, config: ServeConfig, queries: int = 50, warmup: int = 5) -> dict[str, Any]:
+    """Single-client latency of ``POST /v1/search`` over HTTP vs the same preprocessing + embed +
+    search in this process (the limit), interleaved query by query."""
+    import httpx
+
+    from priorsight.manifest import iter_drawings
+    from priorsight.milvus import build_filter
+    from priorsight.storage import Storage
+    from services.backends import LocalBackend
+    from services.embedding import QueryEncoder
+    from services.search import FanOutSearcher
+
+    storage = Storage()
+    drawings = list(iter_drawings(config.manifest, storage))
+    images = [(d.drawing_id, storage.read_bytes(d.image_uri)) for d in drawings]
+    encoder = QueryEncoder.load(config.checkpoint, config.model_version, text=False, threads=config.embed_threads)
+    searcher = FanOutSearcher.connect(config.sources)
+    local = LocalBackend(encoder, searcher, config.candidates_per_query, config.max_image_pixels)
+    k = 10
+    http_s, local_s = [], []
+    with httpx.Client(timeout=60) as client:
+        for i in range(warmup + queries):
+            name, data = images[i % len(images)]
+            t0 = time.perf_counter()
+            r = client.post(f"{url}/v1/search", files=[("images", (f"{name}.png", data, "image/png"))],
+                            data={"k": str(k)})
+            t1 = time.perf_counter()
+            r.raise_for_status()
+            emb = local.embed_sync([(data, None)], None)
+            out = local.search_sync(emb.vectors, k, build_filter(), config.fusion, config.rrf_k, True)
+            t2 = time.perf_counter()
+            if not out.patents:
+                raise RuntimeError("in-process search found nothing")
+            if i >= warmup:
+                http_s.append(t1 - t0)
+                local_s.append(t2 - t1)
+    searcher.close()
+
+    def summary(xs: list[float]) -> dict[str, float]:
+        return {"p50_ms": statistics.median(xs) * 1000, "p99_ms": percentile(xs, 99) * 1000,
+                "mean_ms": statistics.fmean(xs) * 1000}
+
+    h, inproc = summary(http_s), summary(local_s)
+    return {"queries": queries, "warmup": warmup, "k": k, "http": h, "in_process": inproc,
+            "overhead_ratio_p50": h["p50_ms"] / inproc["p50_ms"], "overhead_ratio_p99": h["p99_ms"] / inproc["p99_ms"],
+            "goal_ratio": 1.2, "drawings_indexed": len(drawings), "model": encoder.info.name,
+            "sources": [s.name for s in config.sources], "embed_threads": config.embed_threads}
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_cmd(
+        config_file: Path = typer.Option(DEFAULT_CONFIG, "--serve-config", help="Serve config YAML."),
+        host: str | None = typer.Option(None, help="Override http_options.host (default 127.0.0.1)."),
+        port: int | None = typer.Option(None, help="Override http_options.port."),
+        ray_address: str | None = typer.Option(None, help="Join this Ray cluster instead of starting one."),
+        sample: Path | None = typer.Option(None, help="Serve a generated sample (corpus, untrained model, "
+                                                       "embedded-Milvus index) built under this folder."),
+        example: bool = typer.Option(True, help="Run one example query and print it."),
+    ) -> None:
+        """Start Ray, embedded Milvus (if configured) and the Serve app; print the URL; serve until Ctrl-C."""
+        from ray import serve
+
+        sf = read_serve_file(config_file)
+        config = _sample(sf.config, sample) if sample else sf.config
+        url = start_serving(config, host or sf.host, port or sf.port, ray_address, name=sf.name)
+        typer.echo(f"PriorSight is serving at {url}  (examiner page: {url}/, API docs: {url}/docs, "
+                   f"metrics: {url}/metrics)")
+        if example:
+            ex = example_query(url, resolve_paths(config).manifest)
+            typer.echo(json.dumps({"query_drawing": ex["query_drawing"],
+                                   "top": [(p["patent_id"], round(p["score"], 3)) for p in ex["response"]["results"]],
+                                   "latency_ms": ex["response"]["record"]["latency_ms"]}))
+        typer.echo("Ctrl-C stops serving.")
+        _block_until_interrupted()
+        serve.shutdown()
+
+    @bench_app.command("serve")
+    def bench_serve_cmd(
+        config_file: Path = typer.Option(DEFAULT_CONFIG, "--serve-config", help="Serve config YAML."),
+        sample: Path | None = typer.Option(None, help="Benchmark a generated sample built under this folder."),
+        queries: int = typer.Option(50, min=5),
+        warmup: int = typer.Option(5, min=0),
+        port: int = typer.Option(8011, help="Port of the Serve app started for the benchmark."),
+    ) -> None:
+        """Latency p50/p99 of /v1/search over HTTP vs the same embed + search in-process."""
+        from ray import serve
+
+        from priorsight.bench import markdown_table, record
+        from priorsight.milvus import EmbeddedMilvus
+
+        sf = read_serve_file(config_file)
+        dirs = [sample.resolve() / "milvus"] if sample else [
+            s.milvus.data_dir for s in resolve_paths(sf.config).sources if s.milvus.target == "embedded"]
+        running_before = {d for d in dirs if EmbeddedMilvus(d).status().running}
+        config = resolve_paths(_sample(sf.config, sample) if sample else sf.config)
+        try:
+            url = start_serving(config, "127.0.0.1", port)
+            try:
+                res = bench_serve(url, config, queries, warmup)
+            finally:
+                serve.shutdown()
+        finally:  # stop only the Milvus servers this benchmark started
+            for d in set(dirs) - running_before:
+                EmbeddedMilvus(d).stop()
+        rows = [{"path": "HTTP /v1/search (Ray Serve)", **res["http"]},
+                {"path": "in-process preprocess + embed + search", **res["in_process"]}]
+        md = (markdown_table(rows, ["path", "p50_ms", "p99_ms", "mean_ms"])
+              + f"\nOverhead ratio HTTP/in-process: p50 {res['overhead_ratio_p50']:.2f}, "
+                f"p99 {res['overhead_ratio_p99']:.2f} (goal <= 1.2). Single client, {res['queries']} queries "
+                f"after {res['warmup']} warm-up, k=10, model {res['model']}, {res['drawings_indexed']} drawings "
+                f"indexed, sources {res['sources']}, embedder threads {res['embed_threads']}.\n")
+        cmd = "priorsight bench serve" + (f" --sample {sample}" if sample else "") + f" --queries {queries}"
+        record("serve", res, md, cmd)
+        typer.echo(md)
