@@ -228,12 +228,14 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
     storage_config = storage_config or StorageConfig()
     storage = Storage(storage_config)
     model_version = model_version_of(checkpoint, storage)
-    from training.train import load_checkpoint, latest_checkpoint
+    from training.train import latest_checkpoint, load_checkpoint
 
     ckpt_uri = checkpoint if checkpoint.endswith(".pt") else latest_checkpoint(checkpoint, storage)["uri"]
     dim = int(load_checkpoint(ckpt_uri, storage)["model_config"]["embed_dim"])
     client = connect(milvus)
-    name, created = target_collection(client, milvus, model_version, dim, collection)
+    # DDL on a server that has just started (or is busy) can take long: give it room
+    ddl = milvus.model_copy(update={"timeout_s": max(milvus.timeout_s, 180.0)})
+    name, created = target_collection(client, ddl, model_version, dim, collection)
     table = read_manifest(corpus, storage, columns=["drawing_id", "patent_id", "locarno_class", "view",
                                                     "grant_date", "source", "image_uri"])
     if limit is not None:

@@ -13,8 +13,8 @@ Writers stream: rows are buffered and flushed as Parquet row groups, never all i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,7 +110,7 @@ class CorpusWriter:
         self.errors = 0
         self.warnings = 0
 
-    def __enter__(self) -> "CorpusWriter":
+    def __enter__(self) -> CorpusWriter:
         s = self._stack
         mf = s.enter_context(self.storage.open_write(join(self.out_dir, MANIFEST_FILE)))
         ff = s.enter_context(self.storage.open_write(join(self.out_dir, FAILURES_FILE)))
@@ -188,3 +188,14 @@ def iter_drawings(corpus: str, storage: Storage | None = None, batch_size: int =
 
 def read_failures(corpus: str, storage: Storage | None = None) -> pa.Table:
     return read_table(join(corpus, FAILURES_FILE), storage)
+
+
+def concat_manifests(corpora: list[str], out: str, storage: Storage | None = None) -> int:
+    """One manifest of several corpora (drawing ids must stay unique). Returns its row count."""
+    tables = [read_manifest(c, storage).cast(DRAWING_SCHEMA) for c in corpora]
+    table = pa.concat_tables(tables)
+    ids = table.column(KEY)
+    if len(ids.unique()) != len(ids):
+        raise ValueError(f"drawing ids collide between {corpora}")
+    write_table(table, manifest_uri(out), storage)
+    return table.num_rows

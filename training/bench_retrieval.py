@@ -63,7 +63,11 @@ def run_bench(cfg: RetrievalBenchConfig, storage: Storage | None = None) -> dict
     storage = storage or Storage()
     work = Path(cfg.workdir)
     split = work / "split"
-    counts = split_corpus(resolve_corpus(cfg.corpus, storage), str(split), cfg.test_fraction, cfg.seed, storage)
+    from priorsight.corpus.stats import corpus_stats
+
+    full = resolve_corpus(cfg.corpus, storage)
+    counts = split_corpus(full, str(split), cfg.test_fraction, cfg.seed, storage)
+    buckets = corpus_stats(full, storage).bucket_of_class  # head/medium/tail of the whole corpus
     train_m, test_m = str(split / "train"), str(split / "test")
     descriptions = _describe(train_m, str(work / "descriptions"), cfg.k_descriptions)
     uspto = resolve_corpus(cfg.uspto, storage, workdir=str(work / "uspto")) if cfg.uspto else None
@@ -88,7 +92,8 @@ def run_bench(cfg: RetrievalBenchConfig, storage: Storage | None = None) -> dict
             train_s = time.perf_counter() - t0
             log.info("%s trained: %s", name, metrics)
             encoder, size = image_encoder_from(run_dir, baseline=False, storage=storage)
-        row = {"train_s": train_s, "held_out": evaluate_corpus(test_m, encoder, size, storage=storage, progress=False)}
+        row = {"train_s": train_s, "held_out": evaluate_corpus(test_m, encoder, size, storage=storage, progress=False,
+                                                               bucket_of_class=buckets)}
         if uspto:
             row["uspto"] = evaluate_corpus(uspto, encoder, size, storage=storage, progress=False)
         results[name] = row

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -77,20 +77,25 @@ def embed_drawings(drawings: Sequence[Drawing], encoder: Encoder, image_size: in
     return (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)), kept
 
 
-def evaluate_embeddings(embeddings: np.ndarray, drawings: Sequence[Drawing], k: int = 10) -> dict:
+def evaluate_embeddings(embeddings: np.ndarray, drawings: Sequence[Drawing], k: int = 10,
+                        bucket_of_class: dict[str, str] | None = None) -> dict:
+    """Both relevance definitions. ``bucket_of_class``: head/medium/tail of each class as in the
+    whole corpus (a held-out gallery is too small to define them); default: from this gallery."""
     patents = [d.patent_id for d in drawings]
     classes = [d.locarno_class for d in drawings]
-    return {rel: retrieval_metrics(embeddings, patents, classes, relevance=rel, k=k) for rel in ("patent", "class")}
+    return {rel: retrieval_metrics(embeddings, patents, classes, relevance=rel, k=k, bucket_of_class=bucket_of_class)
+            for rel in ("patent", "class")}
 
 
 def evaluate_corpus(src: str, encoder: Encoder, image_size: int = 224, k: int = 10, batch_size: int = 32,
-                    storage: Storage | None = None, progress: bool = True) -> dict:
+                    storage: Storage | None = None, progress: bool = True,
+                    bucket_of_class: dict[str, str] | None = None) -> dict:
     storage = storage or Storage()
     manifest = resolve_corpus(src, storage)
     drawings = [Drawing.from_row(r) for r in read_manifest(manifest, storage).to_pylist()]
     emb, kept = embed_drawings(drawings, encoder, image_size, batch_size, storage, progress)
     kept_drawings = [drawings[i] for i in kept]
-    result = evaluate_embeddings(emb, kept_drawings, k)
+    result = evaluate_embeddings(emb, kept_drawings, k, bucket_of_class)
     result["corpus"] = str(src)
     result["drawings"] = len(kept_drawings)
     result["patents"] = len({d.patent_id for d in kept_drawings})
