@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Optional
 
 import typer
 
@@ -15,14 +14,14 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         corpus: str = typer.Argument(..., help="Corpus directory or manifest (local or s3://)."),
         checkpoint: str = typer.Option("data/demo/model", help="Training run dir or .pt checkpoint."),
-        collection: Optional[str] = typer.Option(None, help="Fill this collection (default: the version built "
+        collection: str | None = typer.Option(None, help="Fill this collection (default: the version built "
                                                             "for this model, else a new one beside the live one)."),
         swap: bool = typer.Option(False, "--swap", help="Point the alias at the new collection when done."),
         embed_actors: int = typer.Option(1, help="Embedding actors (0.5 CPU each)."),
         writer_actors: int = typer.Option(1, help="Milvus writer actors."),
         batch_size: int = typer.Option(32),
-        limit: Optional[int] = typer.Option(None, help="Index only the first N drawings."),
-        address: Optional[str] = typer.Option(None, help="Existing Ray cluster (default: a local one)."),
+        limit: int | None = typer.Option(None, help="Index only the first N drawings."),
+        address: str | None = typer.Option(None, help="Existing Ray cluster (default: a local one)."),
     ) -> None:
         """Embed every drawing with the trained model and upsert it into Milvus (resumable, no duplicates)."""
         from cluster.index_job import index_corpus

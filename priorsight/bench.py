@@ -49,7 +49,7 @@ def record(name: str, results: dict[str, Any], section_markdown: str, command: s
     """Write the JSON record and update the ``name`` section of docs/benchmarks.md."""
     docs_dir = Path(docs_dir)
     (docs_dir / "benchmarks").mkdir(parents=True, exist_ok=True)
-    when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    when = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     payload = {"name": name, "command": command, "when": when, "machine": machine(), "results": results}
     json_path = docs_dir / "benchmarks" / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -7,8 +7,9 @@ Every stage of PriorSight reads and writes these records through the Parquet man
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 #: Normalised view vocabulary (what the figure text says the drawing shows).
 VIEWS: tuple[str, ...] = ("perspective", "front", "rear", "left", "right", "top", "bottom", "other")
@@ -69,7 +70,7 @@ class Drawing:
         return asdict(self)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Drawing":
+    def from_row(cls, row: dict[str, Any]) -> Drawing:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in row.items() if k in names}
         if kwargs.get("cited_patents") is None:

@@ -11,10 +11,11 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 from urllib.parse import urlparse
 
 from priorsight.config import StorageConfig

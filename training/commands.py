@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 import yaml
@@ -52,15 +51,15 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
     @app.command("train")
     def train_cmd(
         ctx: typer.Context,
-        config: Optional[Path] = typer.Argument(None, help="Training config YAML (fields of TrainConfig)."),
-        corpus: Optional[str] = typer.Option(None, help="Corpus directory or manifest."),
-        descriptions: Optional[str] = typer.Option(None, help="Descriptions table from `priorsight describe`."),
-        run_dir: Optional[str] = typer.Option(None, help="Checkpoints go here (local or s3://)."),
-        epochs: Optional[int] = typer.Option(None),
-        workers: Optional[int] = typer.Option(None, help="Ray Train workers (DDP)."),
-        cpus_per_worker: Optional[float] = typer.Option(None),
-        max_steps_per_epoch: Optional[int] = typer.Option(None),
-        address: Optional[str] = typer.Option(None, help="Existing Ray cluster (default: start a local one)."),
+        config: Path | None = typer.Argument(None, help="Training config YAML (fields of TrainConfig)."),
+        corpus: str | None = typer.Option(None, help="Corpus directory or manifest."),
+        descriptions: str | None = typer.Option(None, help="Descriptions table from `priorsight describe`."),
+        run_dir: str | None = typer.Option(None, help="Checkpoints go here (local or s3://)."),
+        epochs: int | None = typer.Option(None),
+        workers: int | None = typer.Option(None, help="Ray Train workers (DDP)."),
+        cpus_per_worker: float | None = typer.Option(None),
+        max_steps_per_epoch: int | None = typer.Option(None),
+        address: str | None = typer.Option(None, help="Existing Ray cluster (default: start a local one)."),
     ) -> None:
         """Train the drawing encoder with Ray Train; resumes from the latest checkpoint in RUN_DIR."""
         from cluster.ray_env import init_ray
@@ -84,10 +83,10 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
     def eval_cmd(
         ctx: typer.Context,
         corpus: str = typer.Argument(..., help="A corpus dir/manifest, or a USPTO, DeepPatent2 or image folder."),
-        checkpoint: Optional[str] = typer.Option(None, help=f"Run dir or .pt (default: {DEFAULT_MODEL_DIR})."),
+        checkpoint: str | None = typer.Option(None, help=f"Run dir or .pt (default: {DEFAULT_MODEL_DIR})."),
         baseline: bool = typer.Option(False, help="Evaluate the untrained pretrained backbone instead."),
         k: int = typer.Option(10),
-        out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+        out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
     ) -> None:
         """mAP, Recall@k, hit@k, MRR@k (same patent; same Locarno class), per head/medium/tail bucket."""
         from priorsight.cli import fail, settings_of
@@ -132,11 +131,11 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         ctx: typer.Context,
         corpus: str = typer.Argument(..., help="A long-tailed corpus, e.g. from `priorsight corpus synth`."),
         workdir: Path = typer.Option(Path("data/bench-retrieval"), help="Splits, descriptions and runs go here."),
-        uspto: Optional[str] = typer.Option("../shared/data/uspto-design-2021", envvar="PRIORSIGHT_USPTO_SAMPLE",
+        uspto: str | None = typer.Option("../shared/data/uspto-design-2021", envvar="PRIORSIGHT_USPTO_SAMPLE",
                                             help="Real sample to evaluate on ('' to skip)."),
         model: str = typer.Option("demo-small"),
         epochs: int = typer.Option(6),
-        max_steps_per_epoch: Optional[int] = typer.Option(None),
+        max_steps_per_epoch: int | None = typer.Option(None),
         batch_size: int = typer.Option(64),
         seed: int = typer.Option(0),
     ) -> None:

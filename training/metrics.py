@@ -15,7 +15,7 @@ Pure numpy; exact cosine search in chunks.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

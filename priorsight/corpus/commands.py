@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 import typer
 from tqdm import tqdm
@@ -74,7 +74,7 @@ def register(corpus_app: typer.Typer) -> None:
         ctx: typer.Context,
         src: Path = typer.Argument(..., help="DeepPatent2 folder (design{YYYY}.json + PNG folders) or one JSON."),
         out: str = typer.Option(..., "--out", "-o", help="Corpus directory (local or s3://) to write."),
-        locarno_csv: Optional[Path] = typer.Option(None, help="CSV with columns patent_id,locarno_class."),
+        locarno_csv: Path | None = typer.Option(None, help="CSV with columns patent_id,locarno_class."),
         copy_images: bool = typer.Option(False, help="Re-write images as PNG under OUT/images (default: reference in place)."),
     ) -> None:
         """Import DeepPatent2 figure records (streamed JSON) and their PNG drawings."""

@@ -6,8 +6,8 @@ Each image is one drawing; its patent id is the name of its parent folder relati
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from priorsight.images import ImageError, decode_image
 from priorsight.records import Drawing, ItemError

@@ -17,9 +17,9 @@ import datetime as dt
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from priorsight.corpus.figures import Figure, parse_figure_descriptions
 from priorsight.images import ImageError, decode_image
