@@ -8,7 +8,7 @@ import json
 import typer
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("index")
     def index_cmd(
         ctx: typer.Context,
@@ -38,3 +38,25 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
             return
         typer.echo(json.dumps(dataclasses.asdict(r), indent=2))
+
+    @bench_app.command("embed")
+    def bench_embed_cmd(
+        corpus: str = typer.Argument(..., help="Corpus directory or manifest."),
+        checkpoint: str = typer.Option("data/demo/model"),
+        drawings: int = typer.Option(512),
+        batch_size: int = typer.Option(32),
+        repeats: int = typer.Option(2),
+        threads: int = typer.Option(2, help="torch threads per model (loop and actor alike)."),
+    ) -> None:
+        """Embedding throughput of the index job's Ray Data stage versus a plain torch loop."""
+        from cluster.index_job import bench_embed
+        from priorsight.bench import markdown_table, record
+
+        r = bench_embed(corpus, checkpoint, drawings, batch_size, repeats, threads=threads)
+        rows = [{"run": k, "drawings/s": r[f"{k}_drawings_per_s"]} for k in ("loop", "ray")]
+        md = (f"{r['drawings']} drawings of `{corpus}`, model `{checkpoint}`, batch {batch_size}, {threads} torch "
+              f"threads, 1 actor; {repeats} alternating runs each, model loading included, Ray start-up not.\n\n"
+              + markdown_table(rows) + f"\nRatio Ray/loop: **{r['ratio']:.2f}** (goal >= 0.9).\n")
+        record("embed", r, md, f"priorsight bench embed {corpus} --checkpoint {checkpoint} --drawings {drawings} "
+                                 f"--batch-size {batch_size} --repeats {repeats} --threads {threads}")
+        typer.echo(md)

@@ -308,3 +308,48 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
                        written=written, failed=len(failures), seconds=time.perf_counter() - t0,
                        index_seconds=index_s, rows_in_collection=rows, alias=milvus.alias, live=live,
                        failures_uri=failures_uri)
+
+
+# -- benchmark: the Ray Data embedding stage versus a plain loop ---------------------------------
+
+def _plain_loop(table: pa.Table, checkpoint: str, batch_size: int, threads: int) -> int:
+    embedder = DrawingEmbedder(checkpoint, threads=threads)
+    n = 0
+    for start in range(0, table.num_rows, batch_size):
+        chunk = table.slice(start, batch_size).to_pydict()
+        out = embedder({k: np.asarray(v, dtype=object) for k, v in chunk.items()})
+        n += len(out["drawing_id"])
+    return n
+
+
+def bench_embed(corpus: str, checkpoint: str, drawings: int = 512, batch_size: int = 32, repeats: int = 2,
+                actors: int = 1, threads: int = 2) -> dict[str, Any]:
+    """Drawings/s of the indexing job's embedding stage on Ray Data (actors that load the model
+    once) versus the same callable in a plain loop in this process (the limit); alternating
+    runs, model loading included in both, Ray start-up not."""
+    import ray
+
+    from cluster.ray_env import init_ray
+
+    table = read_manifest(corpus, columns=["drawing_id", "patent_id", "locarno_class", "view", "grant_date",
+                                           "source", "image_uri"]).slice(0, drawings)
+    runs: list[dict[str, Any]] = []
+    with init_ray() as handle:
+        cpus = handle.cpus
+        for r in range(repeats):
+            t = time.perf_counter()
+            n = _plain_loop(table, checkpoint, batch_size, threads)
+            runs.append({"run": "loop", "repeat": r, "drawings": n, "seconds": time.perf_counter() - t})
+            t = time.perf_counter()
+            ds = ray.data.from_arrow(table).map_batches(
+                DrawingEmbedder, fn_constructor_kwargs={"checkpoint": checkpoint, "threads": threads},
+                batch_size=batch_size, num_cpus=min(float(threads), cpus / max(actors, 1)) - 0.25,
+                compute=ray.data.ActorPoolStrategy(size=actors))
+            n = sum(len(b["drawing_id"]) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
+            runs.append({"run": "ray", "repeat": r, "drawings": n, "seconds": time.perf_counter() - t})
+    total = {k: sum(x["seconds"] for x in runs if x["run"] == k) for k in ("loop", "ray")}
+    done = {k: sum(x["drawings"] for x in runs if x["run"] == k) for k in ("loop", "ray")}
+    rate = {k: done[k] / total[k] for k in total}
+    return {"corpus": corpus, "checkpoint": checkpoint, "drawings": table.num_rows, "batch_size": batch_size,
+            "actors": actors, "threads": threads, "runs": runs, "loop_drawings_per_s": rate["loop"],
+            "ray_drawings_per_s": rate["ray"], "ratio": rate["ray"] / rate["loop"]}
