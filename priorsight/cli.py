@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -39,7 +38,7 @@ class State:
 @app.callback()
 def main(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", envvar="PRIORSIGHT_CONFIG",
+    config: Path | None = typer.Option(None, "--config", "-c", envvar="PRIORSIGHT_CONFIG",
                                           help="YAML config file (default: ./priorsight.yaml if present)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -64,14 +63,16 @@ from cluster import commands as _cluster_commands  # noqa: E402
 from priorsight import demo as _demo  # noqa: E402
 from priorsight import milvus_commands as _milvus_commands  # noqa: E402
 from priorsight.corpus import commands as _corpus_commands  # noqa: E402
+from priorsight.corpus.synth import commands as _synth_commands  # noqa: E402
 from priorsight.describe import commands as _describe_commands  # noqa: E402
 from services import commands as _serve_commands  # noqa: E402
 from training import commands as _training_commands  # noqa: E402
 
 _corpus_commands.register(corpus_app)
+_synth_commands.register(corpus_app, bench_app)
 _describe_commands.register(app, bench_app)
 _training_commands.register(app, corpus_app, bench_app)
-_cluster_commands.register(app)
+_cluster_commands.register(app, bench_app)
 _milvus_commands.register(app, bench_app)
 _serve_commands.register(app, bench_app)
 _demo.register(app)
