@@ -169,10 +169,9 @@ class ClipLoss(nn.Module):
         return (_reduce(self.reducer, i2t, rows, wl, image_emb) + _reduce(self.reducer, t2i, rows, wl, text_emb)) / 2
 
 
-class SupConLoss(nn.Module):
-    """Supervised contrastive loss (Khosla 2020, L_out): for anchor i with positives P(i),
-    ``-1/|P(i)| sum_p log(exp(s_ip/t) / sum_{a != i} exp(s_ia/t))``; anchors without a positive
-    are left out. Labels may be patent codes (instance level) or class codes (class level)."""
+class _ContrastiveOverLabels(nn.Module):
+    """Shared settings of the label-based contrastive losses: temperature, cross-rank keys,
+    a pytorch-metric-learning distance and reducer."""
 
     def __init__(self, temperature: float = 0.1, gather: bool = True,
                  distance: BaseDistance | None = None, reducer: BaseReducer | None = None):
@@ -181,6 +180,12 @@ class SupConLoss(nn.Module):
         self.gather = gather
         self.distance = distance or CosineSimilarity()
         self.reducer = reducer or MeanReducer()
+
+
+class SupConLoss(_ContrastiveOverLabels):
+    """Supervised contrastive loss (Khosla 2020, L_out): for anchor i with positives P(i),
+    ``-1/|P(i)| sum_p log(exp(s_ip/t) / sum_{a != i} exp(s_ia/t))``; anchors without a positive
+    are left out. Labels may be patent codes (instance level) or class codes (class level)."""
 
     def forward(self, embeddings: Tensor, labels: Tensor, weight_labels: Tensor | None = None) -> Tensor:
         keys, key_labels, offset = _keys(embeddings, labels, self.gather)
@@ -198,19 +203,11 @@ class SupConLoss(nn.Module):
         return _reduce(self.reducer, per_anchor, rows[valid], wl, embeddings)
 
 
-class BalancedContrastiveLoss(nn.Module):
+class BalancedContrastiveLoss(_ContrastiveOverLabels):
     """Balanced contrastive learning (Zhu 2022): SupCon whose denominator averages within each
     class, ``sum_c 1/|B_c| sum_{k in B_c} exp(s_ik/t)`` (anchor excluded from its own class), so
     head classes do not dominate; optional class prototypes (C, D) join the keys as one extra
     member of each class, labelled 0..C-1 (labels must then be class indices)."""
-
-    def __init__(self, temperature: float = 0.1, gather: bool = True,
-                 distance: BaseDistance | None = None, reducer: BaseReducer | None = None):
-        super().__init__()
-        self.temperature = temperature
-        self.gather = gather
-        self.distance = distance or CosineSimilarity()
-        self.reducer = reducer or MeanReducer()
 
     def forward(self, embeddings: Tensor, labels: Tensor, prototypes: Tensor | None = None,
                 weight_labels: Tensor | None = None) -> Tensor:
