@@ -274,16 +274,19 @@ def realism_markdown(results: dict[str, Any]) -> str:
                  "gallery": f"synthetic, real-sample shape (mean of {n} seeds)",
                  "patent_mAP": f"{sm['patent_mAP']:.3f} ± {sm['patent_mAP_std']:.3f}",
                  "class_mAP": f"{sm['class_mAP']:.3f} ± {sm['class_mAP_std']:.3f}",
-                 "patents": round(sm["patents"], 1), "drawings": round(sm["drawings"], 1), "classes": round(sm["classes"], 1),
-                 "patent_queries": round(sm["patent_queries"], 1), "class_queries": round(sm["class_queries"], 1)})
+                 **{c: f"{sm[c]:.1f}".removesuffix(".0") for c in ("patents", "drawings", "classes", "patent_queries",
+                                                                    "class_queries")}})
     for r in results.get("large", []):
         rows.append({**r, "gallery": r["gallery"] + ("" if r["query_subsample"] == "all"
                                                      else f", {r['query_subsample']} random queries")})
     lines = [results["backbone"] + "; same-class relevance = same Locarno subclass (CC-SS), other patents.",
              "", markdown_table(rows, cols)]
     shape = results["shape"]
-    lines.append(f"Real-sample shape: patents per class {shape['class_histogram']}, figures per patent drawn from "
-                 f"{shape['figures_per_patent']} (capped at what a synthetic patent has).\n")
+    lines.append(f"Real-sample shape: {len(shape['class_histogram'])} random classes with "
+                 f"{shape['class_histogram']} patents, and the real figure counts {shape['figures_per_patent']} "
+                 "shuffled over the patents (a synthetic patent with fewer figures adds perspective views from "
+                 "further angles; one with more keeps FIG. 1 and a random subset). Synthetic galleries have no "
+                 "front-page duplicates.\n")
     chk = results["checks"]
     lines.append(f"| check (±{results['tolerance']:.2f}) | synthetic | real | difference | ok |\n|---|---|---|---|---|")
     for k, v in chk.items():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,10 +15,14 @@ import typer
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 
 
-def _ensure_malloc_env() -> None:
+def _ensure_malloc_env(command: str) -> None:
     """Re-execute this command with the malloc settings when they are missing (they only take
-    effect at process start; see ../shared/docs/stack.md)."""
+    effect at process start; see ../shared/docs/stack.md). Only when this process was started
+    as that command line (not, e.g., inside a test runner)."""
     if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()) or os.environ.get("PRIORSIGHT_NO_REEXEC"):
+        return
+    if command not in sys.argv[1:]:
+        logging.getLogger(__name__).warning("MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ unset: the CNN runs slower")
         return
     env = {**os.environ, **MALLOC_ENV, "PRIORSIGHT_NO_REEXEC": "1"}
     os.execve(sys.executable, [sys.executable, "-c", "from priorsight.cli import app; app()", *sys.argv[1:]], env)
@@ -101,7 +106,7 @@ def register(corpus_app: typer.Typer, bench_app: typer.Typer) -> None:
         from priorsight import bench
         from priorsight.corpus.synth.bench import realism_markdown, round_floats, run_realism
 
-        _ensure_malloc_env()
+        _ensure_malloc_env("synth-realism")
         size_list = [int(x) for x in sizes.split(",") if x.strip()]
         results = round_floats(run_realism(seeds, size_list, max_queries, real, workers))
         path = bench.record("synth-realism", results, realism_markdown(results), _command_line(), docs)
