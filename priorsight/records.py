@@ -124,3 +124,18 @@ class ItemError:
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_TITLE_HEAD_END = re.compile(r"\s+(?:or portions? thereof|for|with|having|and method|including)\b.*$", re.I)
+
+
+def lower_words(text: str) -> str:
+    """Lower-case a title, keeping acronyms ("USB cable" stays "USB cable")."""
+    return " ".join(w if (w.isupper() and len(w) > 1) else w.lower() for w in text.split())
+
+
+def object_from_title(title: str) -> str:
+    """The object a design title names: "Display screen or portion thereof with a GUI" ->
+    "display screen"; "Sport spoon" -> "sport spoon"."""
+    t = re.sub(r"\s+", " ", title).strip().rstrip(".")
+    return lower_words(_TITLE_HEAD_END.sub("", t)).strip()

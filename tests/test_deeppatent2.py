@@ -21,7 +21,7 @@ def _png(path: Path, seed: int) -> None:
 
 def _records() -> list[dict]:
     recs = []
-    for p, (patent, obj) in enumerate([("USD0891234-20200728", "chair"), ("USD0891235-20200728", "lamp")]):
+    for patent, obj in [("USD0891234-20200728", "chair"), ("USD0891235-20200728", "lamp")]:
         for f, aspect in enumerate(["perspective", "front", "top plan", "underside"], 1):
             recs.append({
                 "id": f"{patent}-D0000{f}-1", "patentID": patent, "patentdate": "20200728", "figid": str(f),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from priorsight.corpus.uspto import assign_figures, object_from_title, parse_grant, read_uspto
+from priorsight.corpus.uspto import assign_figures, parse_grant, read_uspto
 from priorsight.manifest import CorpusWriter, read_failures, read_manifest
-from priorsight.records import VIEWS, Drawing, ItemError
+from priorsight.records import VIEWS, Drawing, ItemError, object_from_title
 
 SPOON = "USD0909824-20210209"
 

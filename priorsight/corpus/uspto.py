@@ -23,7 +23,7 @@ from pathlib import Path
 
 from priorsight.corpus.figures import Figure, parse_figure_descriptions
 from priorsight.images import ImageError, decode_image
-from priorsight.records import Drawing, ItemError, normalise_locarno
+from priorsight.records import Drawing, ItemError, normalise_locarno, object_from_title
 from priorsight.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -214,12 +214,3 @@ def read_grant_folder(folder: Path, images_out: str | None, storage: Storage,
         )
 
 
-_TITLE_TAIL = re.compile(r"\s+(or portion thereof|for|with|having|and method)\b.*$", re.IGNORECASE)
-
-
-def object_from_title(title: str) -> str:
-    """The object a design title names: "Display screen or portion thereof with a GUI" ->
-    "display screen"; "Sport spoon" -> "sport spoon"."""
-    t = title.strip().rstrip(".")
-    t = _TITLE_TAIL.sub("", t)
-    return t.lower()

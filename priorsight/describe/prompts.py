@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from priorsight.records import Drawing, locarno_main
+from priorsight.records import Drawing, locarno_main, lower_words, object_from_title
 
 # -- data files ---------------------------------------------------------------------------
 
@@ -49,28 +49,15 @@ def locarno_name(code: str | None) -> str:
 
 # -- objects and articles -----------------------------------------------------------------
 
-_TITLE_HEAD_END = re.compile(r"\s+(?:or portions? thereof|for|with|having|and method|including)\b.*$", re.I)
 _TITLE_BOILERPLATE = re.compile(r"\s+or portions? thereof\b|\bportion of (?:an?|the)\s+", re.I)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
-
-
-def _lower_words(text: str) -> str:
-    """Lower-case a title, keeping acronyms ("USB cable" stays "USB cable")."""
-    return " ".join(w if (w.isupper() and len(w) > 1) else w.lower() for w in text.split())
-
-
-def object_from_title(title: str) -> str:
-    """The object a design title names: "Display screen or portion thereof with a GUI" ->
-    "display screen"; "Sport spoon" -> "sport spoon"."""
-    t = re.sub(r"\s+", " ", title).strip().rstrip(".")
-    return _lower_words(_TITLE_HEAD_END.sub("", t)).strip()
 
 
 def full_object_from_title(title: str) -> str:
     """The title as an object phrase, qualifiers kept: "Display screen or portion thereof with a
     graphical user interface" -> "display screen with a graphical user interface"."""
     t = re.sub(r"\s+", " ", title).strip().rstrip(".")
-    return _lower_words(_TITLE_BOILERPLATE.sub(" ", t)).strip()
+    return lower_words(_TITLE_BOILERPLATE.sub(" ", t)).strip()
 
 
 def is_plural(phrase: str) -> bool:
@@ -225,7 +212,7 @@ def clean_caption(caption: str, max_chars: int = 300) -> str:
 
 
 def _object_of(d: Drawing) -> str:
-    return _lower_words(d.object_name.strip()) if d.object_name.strip() else object_from_title(d.title)
+    return lower_words(d.object_name.strip()) if d.object_name.strip() else object_from_title(d.title)
 
 
 def patent_facts(drawings: Sequence[Drawing], max_details: int = 300) -> PatentFacts:
