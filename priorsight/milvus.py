@@ -345,6 +345,9 @@ def serve_embedded(data_dir: Path, port: int | None = None, stop_timeout_s: floa
         server.config.update(proxy_port=port)  # a fixed port: fail if it is taken
     for comp in _COMPONENTS:
         server.config.set(f"{comp}.ip", "127.0.0.1")
+    # A standalone query node's graceful stop waits for its segments to move to another node
+    # (there is none) for up to 1800 s; its data is safe in the WAL, so let it quit soon.
+    server.config.set("common.gracefulStopTimeout", 5)
     etcd_cfg = _embedded_etcd_config(data_dir)
     server.config.update(etcd_port=json.loads(etcd_cfg.read_text())["x-client-port"])
     os.environ["ETCD_CONFIG_PATH"] = str(etcd_cfg)  # the binary inherits our environment
