@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 MINILM_DIM = 384
-HeadKind = Literal["linear", "mlp", "residual"]
 
 
 # -- configs as data ---------------------------------------------------------------------------
@@ -43,7 +42,7 @@ class VisionConfig(BaseModel):
     backbone: str = "efficientnet-lite0"  # registry name, TorchScript file or HF folder (local/s3)
     weights: str | None = None  # None: packaged pretrained; "none": random; else state_dict path/URI
     image_size: int = Field(default=224, ge=32)
-    head: HeadKind = "mlp"
+    head: Literal["linear", "mlp"] = "mlp"
     head_hidden_dim: int | None = None  # MLP hidden width; default: the backbone's feature dim
     freeze_blocks: int | Literal["all"] = 0  # early blocks (stem = block 0) kept frozen
     #: keep every BatchNorm of the backbone in eval mode (pretrained statistics): right for small
@@ -92,47 +91,27 @@ def load_model_config(name_or_path: str | os.PathLike) -> ModelConfig:
 # -- towers ------------------------------------------------------------------------------------
 
 class ProjectionHead(nn.Module):
-    """Projection to the shared space, L2-normalised output.
+    """Linear or 2-layer MLP projection to the shared space, L2-normalised output."""
 
-    * ``linear``: one linear map; ``mlp``: Linear-GELU-Linear;
-    * ``residual``: a semi-orthogonal linear map (a random rotation, seeded, trainable) plus an MLP
-      branch whose last layer starts at zero. At step 0 it is a near-isometric projection of the
-      pretrained features, so the embedding starts as good as the pretrained backbone and training
-      adds class and language structure on top instead of first destroying what the backbone knew
-      (what keeps a model trained on synthetic drawings good on real ones).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, kind: HeadKind = "mlp", hidden_dim: int | None = None):
+    def __init__(self, in_dim: int, out_dim: int, kind: Literal["linear", "mlp"] = "mlp",
+                 hidden_dim: int | None = None):
         super().__init__()
-        self.kind = kind
-        hidden = hidden_dim or in_dim
         if kind == "linear":
             self.net = nn.Linear(in_dim, out_dim)
         elif kind == "mlp":
+            hidden = hidden_dim or in_dim
             self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
-        elif kind == "residual":
-            self.skip = nn.Linear(in_dim, out_dim, bias=False)
-            generator = torch.Generator().manual_seed(0)
-            q, _ = torch.linalg.qr(torch.randn(in_dim, out_dim, generator=generator))  # orthonormal columns
-            with torch.no_grad():
-                self.skip.weight.copy_(q.T)
-            self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
-            nn.init.zeros_(self.net[-1].weight)
-            nn.init.zeros_(self.net[-1].bias)
         else:
             raise ValueError(f"unknown head kind {kind!r}")
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.net(x)
-        if self.kind == "residual":
-            y = y + self.skip(x)
-        return F.normalize(y, dim=-1)
+        return F.normalize(self.net(x), dim=-1)
 
 
 class ImageEncoder(nn.Module):
     """Backbone features -> projection head -> unit-norm embedding of a drawing."""
 
-    def __init__(self, backbone: Backbone, embed_dim: int, head: HeadKind = "mlp",
+    def __init__(self, backbone: Backbone, embed_dim: int, head: Literal["linear", "mlp"] = "mlp",
                  head_hidden_dim: int | None = None, freeze_blocks: int | Literal["all"] = 0,
                  freeze_batchnorm: bool = False):
         super().__init__()
