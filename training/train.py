@@ -372,6 +372,9 @@ def _ray_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
 
     cfg: TrainConfig = loop_config["config"]
+    cwd = loop_config.get("cwd")
+    if cwd and os.path.isdir(cwd):  # Ray Train starts workers elsewhere; local relative paths
+        os.chdir(cwd)  # (corpus, run dir, image URIs in the manifest) mean the driver's directory
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     run_training(cfg, loop_config["text_features_uri"],
                  report=lambda m: ray.train.report({k: v for k, v in m.items() if not isinstance(v, str)}),
@@ -391,7 +394,7 @@ def train(cfg: TrainConfig, ray_results_dir: str | None = None, text_features_ur
     text_uri = text_features_uri or (prepare_text_features(cfg) if cfg.loss.image_text else None)
     trainer = TorchTrainer(
         _ray_worker,
-        train_loop_config={"config": cfg, "text_features_uri": text_uri},
+        train_loop_config={"config": cfg, "text_features_uri": text_uri, "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
