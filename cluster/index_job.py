@@ -164,8 +164,21 @@ class IndexResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def ensure_loaded(client: Any, collection: str, config: MilvusConfig) -> None:
+    """Load a collection (indexing it first if needed) so it can be queried: a run killed before
+    its end leaves its collection unindexed and unloaded, and a query on it fails."""
+    from priorsight.milvus import create_vector_index
+
+    state = str(client.get_load_state(collection).get("state", ""))
+    if state.endswith("Loaded") and not state.endswith("NotLoad"):
+        return
+    if not client.list_indexes(collection):
+        create_vector_index(client, collection, config)
+    client.load_collection(collection, timeout=max(config.timeout_s, 600))
+
+
 def existing_ids(client: Any, collection: str, batch: int = 10_000) -> set[str]:
-    """Drawing ids already in a collection (for resuming)."""
+    """Drawing ids already in a collection (for resuming; the collection must be loaded)."""
     from priorsight.milvus import PRIMARY_FIELD
 
     ids: set[str] = set()
@@ -241,6 +254,8 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
     if limit is not None:
         table = table.slice(0, limit)
     total = table.num_rows
+    if not created:  # resuming (perhaps after a killed run): see which drawings are there already
+        ensure_loaded(client, name, ddl)
     done = set() if created else existing_ids(client, name)
     if done:
         keep = pa.array([d not in done for d in table.column("drawing_id").to_pylist()])

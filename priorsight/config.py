@@ -87,6 +87,8 @@ class DeploymentScaling(BaseModel):
     upscale_delay_s: float = Field(default=15.0, ge=0)
     downscale_delay_s: float = Field(default=120.0, ge=0)
     look_back_period_s: float = Field(default=15.0, gt=10)  # > Serve metrics_interval_s (10)
+    #: how often Serve checks a replica (a killed one is replaced at the next check)
+    health_check_period_s: float = Field(default=10.0, gt=0)
 
 
 class SearchSourceConfig(BaseModel):
@@ -99,6 +101,43 @@ class SearchSourceConfig(BaseModel):
     describe: DescribeConfig = DescribeConfig()
     collection: str | None = None  # collection or alias; None: milvus.alias
     timeout_s: float = Field(default=2.0, gt=0)  # per search; a slower source makes the result partial
+
+
+class ApiKeyConfig(BaseModel):
+    """One API key, stored as its hash only (``sha256:<hex>``); see :mod:`services.auth`."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    scopes: list[Literal["search", "admin"]] = Field(default_factory=lambda: ["search"], min_length=1)
+    #: this key's rate limit (requests/s); None: the default; 0: unlimited (e.g. a load-test key)
+    rate_limit_per_s: float | None = Field(default=None, ge=0)
+    created_at: str | None = None
+
+
+class SecurityConfig(BaseModel):
+    """Access to the API (``serve.security``; docs/security.md).
+
+    ``auth``: ``auto`` turns API keys on as soon as any key (or a key file) is configured, and
+    leaves the API open otherwise (the local demo on 127.0.0.1); ``on`` refuses every request
+    without a valid key (even with no keys configured); ``off`` never asks for one. Keys are
+    stored hashed: inline in ``api_keys`` or in ``api_keys_file`` (written by ``priorsight apikey
+    create``; re-read when it changes). Raw keys only ever live in the clients' env or files."""
+
+    model_config = {"extra": "forbid"}
+
+    auth: Literal["auto", "on", "off"] = "auto"
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    api_keys_file: str | None = None  # YAML written by `priorsight apikey create` (hashes only)
+    #: token bucket per key (per client address when auth is off), per ingress replica; 0: off
+    rate_limit_per_s: float = Field(default=20.0, ge=0)
+    rate_limit_burst: int = Field(default=40, ge=1)
+    #: origins allowed to call the API from a browser (CORS); empty: closed
+    cors_origins: list[str] = Field(default_factory=list)
+    #: search records kept per ingress replica for export (GET /v1/admin/records)
+    records_kept: int = Field(default=1000, ge=0, le=1_000_000)
+    records_file: str | None = None  # also append every record to this JSONL file (local path)
 
 
 class ServeConfig(BaseModel):
@@ -124,6 +163,13 @@ class ServeConfig(BaseModel):
     embed_batch_wait_s: float = Field(default=0.002, ge=0)
     embed_threads: int = Field(default=2, ge=1)  # torch threads of an embedder replica
     start_embedded_milvus: bool = False  # `priorsight serve`: start the embedded server of embedded sources
+    #: where drawing images may be read from (local dirs or s3://bucket/prefix); None: the
+    #: common root of the manifest's image URIs. An image_uri outside them is never served.
+    image_roots: list[str] | None = None
+    #: ingress -> embedder/searcher call timeout; a dead replica is retried once, then 503
+    backend_timeout_s: float = Field(default=20.0, gt=0)
+    retry_after_s: int = Field(default=2, ge=1)  # Retry-After of a 503
+    security: SecurityConfig = SecurityConfig()
     embedder: DeploymentScaling = DeploymentScaling(num_cpus=0.5, max_ongoing_requests=16)
     searcher: DeploymentScaling = DeploymentScaling(num_cpus=0.25, max_ongoing_requests=16)
     ingress: DeploymentScaling = DeploymentScaling(max_ongoing_requests=32, target_ongoing_requests=4.0)
@@ -152,11 +198,15 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: PRIORSIGHT_* variables that are not settings: the config file's path and a client's API key
+_NOT_SETTINGS = frozenset({"PRIORSIGHT_CONFIG", "PRIORSIGHT_API_KEY"})
+
+
 def _env_overrides() -> dict[str, Any]:
     """``PRIORSIGHT_A__B=v`` as ``{"a": {"b": "v"}}``, so env beats YAML per leaf."""
     out: dict[str, Any] = {}
     for key, value in os.environ.items():
-        if not key.startswith("PRIORSIGHT_") or key == "PRIORSIGHT_CONFIG":
+        if not key.startswith("PRIORSIGHT_") or key in _NOT_SETTINGS:
             continue
         parts = key[len("PRIORSIGHT_"):].lower().split("__")
         node = out
@@ -184,3 +234,9 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
     data = _deep_merge(data, _env_overrides())
     data = _deep_merge(data, overrides or {})
     return Settings.model_validate(data)
+
+
+def serve_config_from_args(args: dict[str, Any] | None) -> ServeConfig:
+    """A :class:`ServeConfig` from a Serve YAML's ``args`` with ``PRIORSIGHT_SERVE__*``
+    environment variables on top (e.g. ``PRIORSIGHT_SERVE__SECURITY__API_KEYS_FILE``)."""
+    return ServeConfig.model_validate(_deep_merge(args or {}, _env_overrides().get("serve") or {}))

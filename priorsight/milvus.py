@@ -80,9 +80,11 @@ def lite_path(config: MilvusConfig) -> Path:
     return Path(config.uri) if config.uri else config.data_dir / "lite.db"
 
 
-def connect(config: MilvusConfig) -> MilvusClient:
+def connect(config: MilvusConfig, dedicated: bool = False) -> MilvusClient:
     """A client for the configured target; raises :class:`MilvusUnavailable` with a clear
-    message when the server cannot be reached."""
+    message when the server cannot be reached. ``dedicated``: a connection of its own (not
+    pymilvus's shared one), so closing it after a failure leaves other clients alone and a new
+    one does not inherit a broken channel's reconnect back-off."""
     token = config.token.get_secret_value() if config.token else ""
     if config.target == "lite":
         path = lite_path(config)
@@ -102,7 +104,8 @@ def connect(config: MilvusConfig) -> MilvusClient:
             raise ValueError("milvus.uri must be set for target 'external'")
         uri = config.uri
     try:
-        return MilvusClient(uri=uri, token=token, db_name=config.db, timeout=config.timeout_s)
+        extra = {"dedicated": True} if dedicated and config.target != "lite" else {}
+        return MilvusClient(uri=uri, token=token, db_name=config.db, timeout=config.timeout_s, **extra)
     except MilvusException as exc:
         raise MilvusUnavailable(f"cannot reach Milvus at {uri}: {exc}") from exc
 

@@ -20,7 +20,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from priorsight.config import DeploymentScaling, ServeConfig
+from priorsight.config import DeploymentScaling, ServeConfig, serve_config_from_args
 from priorsight.images import Crop
 from priorsight.milvus import Filter
 from priorsight.storage import is_s3
@@ -80,6 +80,12 @@ class Searcher:
     async def ready(self) -> dict[str, bool]:
         return await asyncio.to_thread(self.searcher.ready)
 
+    async def index_versions(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.searcher.index_versions)
+
+    async def swap_alias(self, source: str, collection: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.searcher.swap_alias, source, collection)
+
 
 @serve.deployment(name="Ingress")
 @serve.ingress()
@@ -88,9 +94,9 @@ class Ingress:
 
     async def __init__(self, embedder: DeploymentHandle, searcher: DeploymentHandle, config: ServeConfig):
         self.config = config
-        self.backend = HandleBackend(embedder, searcher)
+        self.backend = HandleBackend(embedder, searcher, timeout_s=config.backend_timeout_s)
         self.info: ModelInfo = await embedder.model_info.remote()
-        self.catalog = Catalog.load(config.manifest)
+        self.catalog = Catalog.load(config.manifest, image_roots=config.image_roots)
         self.metrics = ServeMetrics()
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -107,6 +113,7 @@ def deployment_options(s: DeploymentScaling, min_ongoing: int = 1, env_vars: dic
     return {
         "ray_actor_options": actor,
         "max_ongoing_requests": max(s.max_ongoing_requests, min_ongoing),
+        "health_check_period_s": s.health_check_period_s,
         "logging_config": {"enable_access_log": access_log},
         "autoscaling_config": {
             "min_replicas": s.min_replicas,
@@ -142,14 +149,20 @@ def resolve_paths(config: ServeConfig, base: Path | None = None) -> ServeConfig:
         if m.target == "lite" and m.uri:
             upd["uri"] = absolute(m.uri)
         sources.append(s.model_copy(update={"milvus": m.model_copy(update=upd)}))
+    sec = config.security
+    security = sec.model_copy(update={
+        "api_keys_file": absolute(sec.api_keys_file) if sec.api_keys_file else None,
+        "records_file": absolute(sec.records_file) if sec.records_file else None})
+    roots = [absolute(r) for r in config.image_roots] if config.image_roots is not None else None
     return config.model_copy(update={"checkpoint": absolute(config.checkpoint), "manifest": absolute(config.manifest),
-                                     "sources": sources})
+                                     "sources": sources, "security": security, "image_roots": roots})
 
 
 def build_app(args: dict[str, Any] | ServeConfig) -> Application:
     """The application from the YAML ``args`` (validated as :class:`ServeConfig`); relative
-    paths are taken from the working directory of the caller (``serve run``'s)."""
-    config = args if isinstance(args, ServeConfig) else ServeConfig.model_validate(args or {})
+    paths are taken from the working directory of the caller (``serve run``'s); ``PRIORSIGHT_SERVE__*``
+    environment variables override ``args`` (e.g. the key file: docs/security.md)."""
+    config = args if isinstance(args, ServeConfig) else serve_config_from_args(args)
     config = resolve_paths(config)
     # internal calls log no access line (the ingress logs one per HTTP request)
     embedder = QueryEmbedder.options(

@@ -19,7 +19,7 @@ from typing import Any
 import typer
 import yaml
 
-from priorsight.config import MilvusConfig, SearchSourceConfig, ServeConfig
+from priorsight.config import MilvusConfig, SearchSourceConfig, ServeConfig, serve_config_from_args
 from services.app import resolve_paths
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def read_serve_file(path: Path | str = DEFAULT_CONFIG) -> ServeFile:
         raise ValueError(f"{path}: expected exactly one application, found {len(apps)}")
     app = apps[0]
     http = data.get("http_options") or {}
-    return ServeFile(ServeConfig.model_validate(app.get("args") or {}), http.get("host", "127.0.0.1"),
+    return ServeFile(serve_config_from_args(app.get("args") or {}), http.get("host", "127.0.0.1"),
                      int(http.get("port", 8000)), app.get("name", "priorsight"), app.get("route_prefix", "/"))
 
 
@@ -82,8 +82,10 @@ def start_serving(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000
     from ray import serve
 
     from services.app import build_app
+    from services.auth import warn_if_open
 
     config = resolve_paths(config)
+    warn_if_open(config.security, host)
     if config.start_embedded_milvus:
         start_embedded_sources(config)
     try:
@@ -102,8 +104,17 @@ def start_serving(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000
     return url
 
 
+def client_headers() -> dict[str, str]:
+    """The API key of this client, from ``PRIORSIGHT_API_KEY`` (never from a file in the repo)."""
+    import os
+
+    key = os.environ.get("PRIORSIGHT_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def example_query(url: str, manifest: str, k: int = 5) -> dict[str, Any]:
-    """POST the first drawing of the manifest to ``/v1/search``; returns the JSON answer."""
+    """POST the first drawing of the manifest to ``/v1/search`` (with ``PRIORSIGHT_API_KEY`` if
+    set); returns the JSON answer."""
     import httpx
 
     from priorsight.manifest import iter_drawings
@@ -113,7 +124,7 @@ def example_query(url: str, manifest: str, k: int = 5) -> dict[str, Any]:
     drawing = next(iter(iter_drawings(manifest, storage)))
     data = storage.read_bytes(drawing.image_uri)
     r = httpx.post(f"{url}/v1/search", files=[("images", (Path(drawing.image_uri).name, data))],
-                   data={"k": str(k)}, timeout=60)
+                   data={"k": str(k)}, headers=client_headers(), timeout=60)
     r.raise_for_status()
     return {"query_drawing": drawing.drawing_id, "response": r.json()}
 
@@ -207,7 +218,7 @@ def bench_serve(url: str, config: ServeConfig, queries: int = 50, warmup: int = 
             name, data = images[i % len(images)]
             t0 = time.perf_counter()
             r = client.post(f"{url}/v1/search", files=[("images", (f"{name}.png", data, "image/png"))],
-                            data={"k": str(k)})
+                            data={"k": str(k)}, headers=client_headers())
             t1 = time.perf_counter()
             r.raise_for_status()
             emb = local.embed_sync([(data, None)], None)
@@ -231,7 +242,72 @@ def bench_serve(url: str, config: ServeConfig, queries: int = 50, warmup: int = 
             "sources": [s.name for s in config.sources], "embed_threads": config.embed_threads}
 
 
+DEFAULT_KEY_FILE = "data/api-keys.yaml"
+
+
+def key_file_of(file: Path | None, config_file: Path) -> Path:
+    """The key file: ``--file``, else the Serve config's (or env's) ``security.api_keys_file``,
+    else ``data/api-keys.yaml``."""
+    if file is not None:
+        return file
+    configured = read_serve_file(config_file).config.security.api_keys_file
+    return Path(configured or DEFAULT_KEY_FILE)
+
+
+def register_apikey(app: typer.Typer) -> None:
+    from services.auth import SCOPES, add_key, read_key_file, revoke_key
+
+    keys_app = typer.Typer(no_args_is_help=True, help="API keys of the query API (only hashes are stored).")
+    app.add_typer(keys_app, name="apikey")
+    file_opt = typer.Option(None, "--file", help="Key file (default: the Serve config's security.api_keys_file, "
+                                                  f"else {DEFAULT_KEY_FILE}).")
+    config_opt = typer.Option(DEFAULT_CONFIG, "--serve-config", help="Serve config YAML.")
+
+    @keys_app.command("create")
+    def create_cmd(
+        name: str = typer.Argument(..., help="Who or what uses the key (letters, digits, _ . @ -)."),
+        scope: list[str] = typer.Option(["search"], "--scope", help="search and/or admin (repeat the option)."),
+        rate_limit: float | None = typer.Option(None, "--rate-limit", help="Requests/s for this key "
+                                                                             "(0: unlimited; default: the server's)."),
+        file: Path | None = file_opt,
+        config_file: Path = config_opt,
+    ) -> None:
+        """Create a key: print it ONCE on stdout, store only its SHA-256 in the key file."""
+        bad = sorted(set(scope) - set(SCOPES))
+        if bad:
+            raise typer.BadParameter(f"unknown scope(s) {bad}; use {list(SCOPES)}", param_hint="--scope")
+        path = key_file_of(file, config_file)
+        try:
+            key = add_key(path, name, scope, rate_limit)
+        except ValueError as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from exc
+        typer.echo(f"key {name!r} ({', '.join(sorted(set(scope)))}) added to {path} (hash only); "
+                   "copy it now, it is not shown again:", err=True)
+        typer.echo(key)
+
+    @keys_app.command("list")
+    def list_cmd(file: Path | None = file_opt, config_file: Path = config_opt) -> None:
+        """Names, scopes and creation times of the keys (never the keys)."""
+        path = key_file_of(file, config_file)
+        for k in read_key_file(path):
+            limit = "" if k.rate_limit_per_s is None else f"  rate {k.rate_limit_per_s:g}/s"
+            typer.echo(f"{k.name}\t{','.join(k.scopes)}\t{k.created_at or '-'}{limit}")
+
+    @keys_app.command("revoke")
+    def revoke_cmd(name: str = typer.Argument(...), file: Path | None = file_opt,
+                   config_file: Path = config_opt) -> None:
+        """Remove a key (servers re-read the key file within seconds)."""
+        path = key_file_of(file, config_file)
+        if not revoke_key(path, name):
+            typer.secho(f"error: no key named {name!r} in {path}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2)
+        typer.echo(f"revoked {name!r}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    register_apikey(app)
+
     @app.command("serve")
     def serve_cmd(
         config_file: Path = typer.Option(DEFAULT_CONFIG, "--serve-config", help="Serve config YAML."),
@@ -250,7 +326,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         url = start_serving(config, host or sf.host, port or sf.port, ray_address, name=sf.name)
         typer.echo(f"PriorSight is serving at {url}  (examiner page: {url}/, API docs: {url}/docs, "
                    f"metrics: {url}/metrics)")
-        if example:
+        from services.auth import KeyStore
+
+        if example and KeyStore(config.security).enabled and not client_headers():
+            typer.echo("API keys are on: no example query (set PRIORSIGHT_API_KEY to run one).")
+        elif example:
             ex = example_query(url, resolve_paths(config).manifest)
             typer.echo(json.dumps({"query_drawing": ex["query_drawing"],
                                    "top": [(p["patent_id"], round(p["score"], 3)) for p in ex["response"]["results"]],
