@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 ARGS ?=
 
-.PHONY: demo test install lint clean constraints browser
+.PHONY: demo test install lint clean constraints browser loadtest
 
 demo: $(STAMP)
 	$(BIN)/priorsight demo $(ARGS)
@@ -27,6 +27,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "warning: chromium not installed; browser tests will skip (sudo apt-get install chromium)"; fi; }
+
+# Locust against the service (started on the held-out sample when none answers): docs/loadtesting.md
+loadtest: $(STAMP)
+	$(BIN)/priorsight loadtest run --sample data/loadtest-sample $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check priorsight cluster services training loadtests tests

@@ -60,6 +60,8 @@ def fail(message: str, code: int = 2) -> None:
 
 # -- commands registered by stages (one import + one line each) ---------------------------
 from cluster import commands as _cluster_commands  # noqa: E402
+from cluster import kuberay as _deploy_commands  # noqa: E402
+from loadtests import commands as _loadtest_commands  # noqa: E402
 from priorsight import demo as _demo  # noqa: E402
 from priorsight import milvus_commands as _milvus_commands  # noqa: E402
 from priorsight.corpus import commands as _corpus_commands  # noqa: E402
@@ -75,4 +77,6 @@ _training_commands.register(app, corpus_app, bench_app)
 _cluster_commands.register(app, bench_app)
 _milvus_commands.register(app, bench_app)
 _serve_commands.register(app, bench_app)
+_loadtest_commands.register(app, bench_app)
+_deploy_commands.register(app)
 _demo.register(app)
