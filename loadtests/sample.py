@@ -36,9 +36,7 @@ def loadtest_sample(
     ``root/milvus``)."""
     from loadtests.queries import QUERIES_FILE, build_query_set
     from priorsight.corpus.split import split_corpus
-    from priorsight.milvus import EmbeddedMilvus, connect, live_collection
-    from services.embedding import QueryEncoder
-    from services.sample import index_corpus, write_random_checkpoint, write_sample_corpus
+    from services.sample import ensure_indexed, write_random_checkpoint, write_sample_corpus
 
     root = Path(root).resolve()
     milvus = milvus or MilvusConfig(target="embedded", data_dir=root / "milvus", alias="drawings")
@@ -51,14 +49,7 @@ def loadtest_sample(
         log.info("sample split: %s", counts)
     if not ckpt.exists():
         write_random_checkpoint(ckpt)
-    EmbeddedMilvus.from_config(milvus).start()
-    client = connect(milvus)
-    try:
-        indexed = live_collection(client, milvus.alias) is not None
-    finally:
-        client.close()
-    if not indexed:
-        index_corpus(QueryEncoder.load(str(ckpt), text=False), str(train), milvus)
+    ensure_indexed(str(train), str(ckpt), milvus)
     if not (queries / QUERIES_FILE).exists():
         log.info("query set: %s", build_query_set(str(test), queries, catalog=str(train), seed=seed))
     served = config.model_copy(

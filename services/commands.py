@@ -163,25 +163,16 @@ def serve_demo(checkpoint: str, manifest: str, collection_alias: str, milvus_con
 
 def _sample(config: ServeConfig, sample_dir: Path) -> ServeConfig:
     """Build (once) a sample corpus, checkpoint and embedded-Milvus index under ``sample_dir``."""
-    from priorsight.milvus import EmbeddedMilvus, connect, live_collection
-    from services.embedding import QueryEncoder
-    from services.sample import index_corpus, write_random_checkpoint, write_sample_corpus
+    from services.sample import ensure_indexed, write_random_checkpoint, write_sample_corpus
 
     sample_dir = sample_dir.resolve()
     milvus = MilvusConfig(target="embedded", data_dir=sample_dir / "milvus", alias="drawings")
-    EmbeddedMilvus.from_config(milvus).start()
     corpus, ckpt = sample_dir / "corpus", sample_dir / "model" / "sample.pt"
     if not (corpus / "manifest.parquet").exists():
         write_sample_corpus(corpus, n_patents=8)
     if not ckpt.exists():
         write_random_checkpoint(ckpt)
-    client = connect(milvus)
-    try:
-        indexed = live_collection(client, milvus.alias) is not None
-    finally:
-        client.close()
-    if not indexed:
-        index_corpus(QueryEncoder.load(str(ckpt), text=False), str(corpus), milvus)
+    ensure_indexed(str(corpus), str(ckpt), milvus)
     return config.model_copy(update={
         "checkpoint": str(ckpt), "manifest": str(corpus), "start_embedded_milvus": True,
         "sources": [SearchSourceConfig(name="sample", milvus=milvus, collection="drawings")]})

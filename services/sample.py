@@ -142,6 +142,22 @@ def index_corpus(encoder, corpus: str, milvus: MilvusConfig, storage: Storage | 
     return name, len(drawings)
 
 
+def ensure_indexed(corpus: str, checkpoint: str, milvus: MilvusConfig) -> None:
+    """Start the embedded server of ``milvus`` and index ``corpus`` with the model at
+    ``checkpoint`` unless ``milvus.alias`` already names a collection (a sample built before)."""
+    from priorsight.milvus import EmbeddedMilvus, live_collection
+    from services.embedding import QueryEncoder
+
+    EmbeddedMilvus.from_config(milvus).start()
+    client = connect(milvus)
+    try:
+        indexed = live_collection(client, milvus.alias) is not None
+    finally:
+        client.close()
+    if not indexed:
+        index_corpus(QueryEncoder.load(checkpoint, text=False), corpus, milvus)
+
+
 def sample_setup(root: Path, milvus: MilvusConfig, text: bool = True, n_patents: int = 6, views: int = 3,
                  source: str = "sample"):
     """Corpus + checkpoint + index under ``root``; returns ``(ServeConfig, QueryEncoder)`` (the

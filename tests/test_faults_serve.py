@@ -26,16 +26,11 @@ import pytest
 from priorsight.config import DeploymentScaling, MilvusConfig, SearchSourceConfig, ServeConfig
 from priorsight.manifest import iter_drawings
 from priorsight.milvus import EmbeddedMilvus
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 APP = "priorsight"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TcpProxy:

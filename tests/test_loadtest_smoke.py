@@ -6,7 +6,6 @@ threshold and must exit 1."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +14,9 @@ import pytest
 
 from priorsight.config import DeploymentScaling, MilvusConfig, ServeConfig
 from priorsight.milvus import EmbeddedMilvus
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

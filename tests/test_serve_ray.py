@@ -3,7 +3,6 @@ over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,12 +13,7 @@ import pytest
 from priorsight.config import DeploymentScaling, MilvusConfig, SearchSourceConfig, ServeConfig
 from priorsight.manifest import iter_drawings
 from priorsight.milvus import EmbeddedMilvus
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
