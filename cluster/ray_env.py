@@ -32,6 +32,28 @@ WORKER_ENV: dict[str, str] = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 
+#: Ray Serve's high-throughput mode (Ray >= 2.55, docs/serving.md): HAProxy (C) instead of the
+#: Python proxy in front, the ingress replicas answer HTTP themselves (direct ingress), gRPC
+#: between deployments, user code on the replica's own event loop. Serve's controller and
+#: replicas read these when Ray starts them, so they are set (where not set already) in the
+#: environment of the process that starts a local Ray for serving; a cluster sets them in its
+#: pods (deploy/kuberay). A stopping ingress replica drains this long (Ray's default, 30 s, is
+#: for cloud load balancers; the local HAProxy follows the controller within a second).
+SERVE_ENV: dict[str, str] = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+}
+
+
+def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Set :data:`SERVE_ENV` in ``environ`` (default: this process) where a value is not set
+    already (``RAY_SERVE_ENABLE_HA_PROXY=0`` keeps Serve's Python proxy); returns what applies."""
+    env = os.environ if environ is None else environ
+    for key, value in SERVE_ENV.items():
+        env.setdefault(key, value)
+    return {k: env[k] for k in SERVE_ENV}
+
 
 @dataclass
 class RayHandle:

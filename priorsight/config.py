@@ -160,7 +160,7 @@ class ServeConfig(BaseModel):
     max_text_chars: int = Field(default=1000, ge=1)
     max_image_pixels: int = Field(default=80_000_000, gt=0)
     embed_max_batch_size: int = Field(default=8, ge=1)
-    embed_batch_wait_s: float = Field(default=0.002, ge=0)
+    embed_batch_wait_s: float = Field(default=0.0, ge=0)  # 0: no wait; batches still form under load
     embed_threads: int = Field(default=2, ge=1)  # torch threads of an embedder replica
     start_embedded_milvus: bool = False  # `priorsight serve`: start the embedded server of embedded sources
     #: where drawing images may be read from (local dirs or s3://bucket/prefix); None: the

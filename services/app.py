@@ -54,7 +54,7 @@ class QueryEmbedder:
     async def embed(self, images: list[tuple[bytes, Crop | None]], text: str | None) -> EmbedAnswer:
         return await self._batched((images, text))
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def _batched(self, queries: list[Query]) -> list[EmbedAnswer]:
         t0 = time.perf_counter()
         out = await asyncio.to_thread(self.encoder.embed_uploads, queries, self.max_image_pixels)
@@ -94,6 +94,10 @@ class Ingress:
 
     async def __init__(self, embedder: DeploymentHandle, searcher: DeploymentHandle, config: ServeConfig):
         self.config = config
+        # handles made again here take this replica's Serve settings (gRPC between deployments in
+        # the high-throughput mode), not those of the process that built the app
+        embedder = serve.get_deployment_handle(embedder.deployment_name, embedder.app_name)
+        searcher = serve.get_deployment_handle(searcher.deployment_name, searcher.app_name)
         self.backend = HandleBackend(embedder, searcher, timeout_s=config.backend_timeout_s)
         self.info: ModelInfo = await embedder.model_info.remote()
         self.catalog = Catalog.load(config.manifest, image_roots=config.image_roots)

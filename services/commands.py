@@ -89,8 +89,12 @@ def start_serving(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000
     if config.start_embedded_milvus:
         start_embedded_sources(config)
     try:
-        from cluster.ray_env import init_ray
+        import ray
 
+        from cluster.ray_env import apply_serve_env, init_ray
+
+        if not ray_address and not ray.is_initialized():  # a local Ray started here: Serve's fast path
+            log.info("Ray Serve settings: %s", apply_serve_env())
         init_ray(ray_address, num_cpus=num_cpus)
     except ImportError:  # pragma: no cover - the cluster stage is optional
         import ray

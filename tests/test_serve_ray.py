@@ -96,7 +96,21 @@ def test_several_views_and_bad_input_through_serve(served):
     assert httpx.get(f"{url}/readyz").json()["sources"] == {"sample": True}
 
 
+def _listeners(port_ok) -> list:
+    return [c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and port_ok(c.laddr.port)]
+
+
 def test_http_listens_on_loopback_only(served):
-    listening = [c.laddr for c in psutil.net_connections("tcp")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == served["port"]]
+    listening = [c.laddr for c in _listeners(lambda p: p == served["port"])]
     assert listening and all(a.ip == "127.0.0.1" for a in listening)
+    # the ingress replicas answer HTTP themselves behind HAProxy (direct ingress): loopback too
+    direct = [c.laddr for c in _listeners(lambda p: 30000 <= p < 31000)]
+    assert direct and all(a.ip == "127.0.0.1" for a in direct)
+
+
+def test_haproxy_is_in_front_of_the_ingress_replicas(served):
+    """Serve's fast path (cluster.ray_env.SERVE_ENV) is on when `start_serving` starts Ray."""
+    owners = {c.pid for c in _listeners(lambda p: p == served["port"])}
+    if None in owners:
+        pytest.skip("listening processes are not visible to this user")
+    assert {psutil.Process(pid).name() for pid in owners} == {"haproxy"}
