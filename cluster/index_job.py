@@ -167,10 +167,9 @@ class IndexResult:
 def ensure_loaded(client: Any, collection: str, config: MilvusConfig) -> None:
     """Load a collection (indexing it first if needed) so it can be queried: a run killed before
     its end leaves its collection unindexed and unloaded, and a query on it fails."""
-    from priorsight.milvus import create_vector_index
+    from priorsight.milvus import create_vector_index, is_loaded
 
-    state = str(client.get_load_state(collection).get("state", ""))
-    if state.endswith("Loaded") and not state.endswith("NotLoad"):
+    if is_loaded(client, collection):
         return
     if not client.list_indexes(collection):
         create_vector_index(client, collection, config)

@@ -500,6 +500,22 @@ def collection_rows(client: MilvusClient, name: str) -> int:
     return int(client.get_collection_stats(name).get("row_count", 0))
 
 
+def is_loaded(client: Any, collection: str) -> bool:
+    """Whether a collection (or alias) exists and is loaded."""
+    state = str(client.get_load_state(collection).get("state", ""))
+    return state.endswith("Loaded") and not state.endswith("NotLoad")
+
+
+def answers(client: Any, collection: str, timeout: float | None = None) -> bool:
+    """Whether a collection (or alias) is loaded and answers a query within ``timeout``: right
+    after a restart Milvus reports a collection loaded seconds before reads on it return (its
+    query node is still catching up with the log), and searches then time out."""
+    if not is_loaded(client, collection):
+        return False
+    client.query(collection, filter="", limit=1, output_fields=[PRIMARY_FIELD], timeout=timeout)
+    return True
+
+
 def live_collection(client: MilvusClient, alias: str) -> str | None:
     """The collection the alias points at, or None."""
     listed = client.list_aliases()

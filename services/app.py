@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,9 @@ from priorsight.milvus import Filter
 from priorsight.storage import is_s3
 from services.api import EmbedAnswer, create_api
 from services.backends import HandleBackend
+from services.batching import GreedyBatcher
 from services.catalog import Catalog
-from services.embedding import ModelInfo, Query, QueryEncoder
+from services.embedding import ModelInfo, Query, QueryEncoder, QueryVectors
 from services.metrics import ServeMetrics
 from services.search import FanOutSearcher, SearchOutcome
 
@@ -39,28 +39,25 @@ APP_NAME = "priorsight"
 @serve.deployment(name="QueryEmbedder")
 class QueryEmbedder:
     """Uploaded drawings (decoded and preprocessed here with the shared indexing function) and
-    words -> vectors, several concurrent queries in one forward pass (``@serve.batch``)."""
+    words -> vectors; the queries that arrive while a forward pass runs go together in the next
+    one (:class:`services.batching.GreedyBatcher`: dynamic batching that grows with the load)."""
 
     def __init__(self, config: ServeConfig):
         self.encoder = QueryEncoder.load(config.checkpoint, config.model_version, config.text_queries,
                                          threads=config.embed_threads)
-        self.max_image_pixels = config.max_image_pixels
-        self._batched.set_max_batch_size(config.embed_max_batch_size)
-        self._batched.set_batch_wait_timeout_s(config.embed_batch_wait_s)
+        max_pixels = config.max_image_pixels
+        self.batcher: GreedyBatcher[Query, QueryVectors] = GreedyBatcher(
+            lambda queries: self.encoder.embed_uploads(queries, max_pixels),
+            max_batch_size=config.embed_max_batch_size, wait_s=config.embed_batch_wait_s)
 
     def model_info(self) -> ModelInfo:
         return self.encoder.info
 
     async def embed(self, images: list[tuple[bytes, Crop | None]], text: str | None) -> EmbedAnswer:
-        return await self._batched((images, text))
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
-    async def _batched(self, queries: list[Query]) -> list[EmbedAnswer]:
-        t0 = time.perf_counter()
-        out = await asyncio.to_thread(self.encoder.embed_uploads, queries, self.max_image_pixels)
-        seconds = time.perf_counter() - t0
-        return [EmbedAnswer(vectors=q.vectors, seconds=seconds, batch_size=len(queries), error=q.error,
-                            error_image=q.error_image) for q in out]
+        out = await self.batcher.submit((images, text))
+        q = out.result
+        return EmbedAnswer(vectors=q.vectors, seconds=out.seconds, batch_size=out.batch_size, error=q.error,
+                           error_image=q.error_image)
 
 
 @serve.deployment(name="Searcher")

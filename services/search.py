@@ -30,6 +30,7 @@ from priorsight.milvus import (
     OUTPUT_FIELDS,
     Filter,
     MilvusUnavailable,
+    answers,
     connect,
     list_versions,
     live_collection,
@@ -254,11 +255,12 @@ class FanOutSearcher:
         return out
 
     def ready(self) -> dict[str, bool]:
-        """Whether each source answers (lists its collections)."""
+        """Whether each source's collection is loaded and answers a query within the source's
+        timeout (:func:`priorsight.milvus.answers`)."""
         out = {}
         for s in self.sources:
             try:
-                out[s.name] = bool(self._client_call(s, lambda c, n=self.collection_of(s): c.has_collection(n)))
+                out[s.name] = self._client_call(s, lambda c, s=s: answers(c, self.collection_of(s), s.timeout_s))
             except Exception:  # noqa: BLE001
                 out[s.name] = False
         return out

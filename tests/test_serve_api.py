@@ -237,8 +237,26 @@ class SlowClient:
         time.sleep(1.0)
         return []
 
-    def has_collection(self, name):
-        return True
+    def get_load_state(self, name):
+        return {"state": "LoadState.Loaded"}
+
+    def query(self, *args, **kwargs):
+        return []
+
+
+def test_a_source_whose_collection_is_not_loaded_is_not_ready(setup):
+    """After a Milvus restart a collection exists before it can be searched: not ready yet."""
+    client, cfg = setup["client"], setup["config"]
+    client.create_collection("not_loaded_yet", dimension=8)
+    try:
+        client.release_collection("not_loaded_yet")
+        other = SearchSourceConfig(name="other", milvus=setup["milvus"], collection="not_loaded_yet")
+        searcher = FanOutSearcher([cfg.sources[0], other], {"sample": client, "other": client})
+        assert searcher.ready() == {"sample": True, "other": False}
+        client.load_collection("not_loaded_yet")
+        assert searcher.ready() == {"sample": True, "other": True}
+    finally:
+        client.drop_collection("not_loaded_yet")
 
 
 def test_failed_or_slow_source_marks_the_result_partial(setup):

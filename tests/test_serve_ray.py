@@ -72,7 +72,11 @@ def test_concurrent_searches_over_http(served):
         assert body["results"][0]["patent_id"] == drawings[did].patent_id
         assert body["record"]["indexes"] == {"sample": "drawings"} and body["partial"] is False
     metrics = httpx.get(f"{url}/metrics").text
+    # one observation per query: the size of the batch that embedded it (concurrent queries may
+    # share a forward pass: greedy batching), between 1 and 6 each
     assert "priorsight_embed_batch_size_count 6.0" in metrics
+    seen = float(metrics.split("priorsight_embed_batch_size_sum ")[1].split()[0])
+    assert 6 <= seen <= 36
     assert 'priorsight_search_seconds_count{source="sample"} 6.0' in metrics
 
 
