@@ -82,6 +82,26 @@ class RayHandle:
         self.shutdown()
 
 
+#: how a local Ray start fails now and then on a busy machine (its raylet never registers, or
+#: its GCS never writes its port file); a second start succeeds
+_FLAKY_START = ("timed out during startup", "Timed out waiting for file")
+
+
+def _start_local(start: Any, attempts: int = 2) -> Any:
+    """``start()`` (a local ``ray.init``), once more after a start that timed out."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except Exception as exc:
+            if attempt >= attempts or not any(m in str(exc) for m in _FLAKY_START):
+                raise
+            log.warning("starting a local Ray failed (%s); starting it again", str(exc).splitlines()[0][:200])
+            ray.shutdown()
+    raise AssertionError("unreachable")
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None,
              env_vars: Mapping[str, str] | None = None, log_level: int = logging.WARNING,
              progress_bars: bool = False, worker_niceness: int = 0) -> RayHandle:
@@ -102,8 +122,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
         ctx = ray.init(address=address, **common)
         started = False
     else:
-        ctx = ray.init(num_cpus=num_cpus, include_dashboard=False,
-                       _system_config={"worker_niceness": worker_niceness}, **common)
+        ctx = _start_local(lambda: ray.init(num_cpus=num_cpus, include_dashboard=False,
+                                            _system_config={"worker_niceness": worker_niceness}, **common))
         started = True
     from ray.data import DataContext
 

@@ -56,12 +56,3 @@ def test_build_app_binds_three_deployments_with_the_configured_options():
     assert inner["QueryEmbedder"].max_ongoing_requests >= 24  # >= the batch size
     assert inner["QueryEmbedder"].ray_actor_options["num_cpus"] == cfg.embedder.num_cpus
 
-
-def test_serve_env_defaults_keep_what_is_set_already():
-    from cluster.ray_env import SERVE_ENV, apply_serve_env
-
-    env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-    out = apply_serve_env(env)
-    assert out["RAY_SERVE_ENABLE_HA_PROXY"] == "0"  # an explicit opt-out wins
-    assert out["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == SERVE_ENV["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-    assert set(out) == set(SERVE_ENV) and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"

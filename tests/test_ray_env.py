@@ -1,0 +1,50 @@
+"""cluster.ray_env: the Serve environment defaults and the retried local start (no Ray started)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster import ray_env
+
+
+def test_serve_env_defaults_keep_what_is_set_already():
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    out = ray_env.apply_serve_env(env)
+    assert out["RAY_SERVE_ENABLE_HA_PROXY"] == "0"  # an explicit opt-out wins
+    assert out["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == ray_env.SERVE_ENV["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert set(out) == set(ray_env.SERVE_ENV) and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_a_local_start_that_timed_out_is_tried_once_more(monkeypatch):
+    monkeypatch.setattr("ray.shutdown", lambda: calls.append("shutdown"))
+    calls: list[str] = []
+
+    def start():
+        calls.append("start")
+        if calls.count("start") == 1:
+            raise Exception("The current node timed out during startup. This could happen ...")
+        return "context"
+
+    assert ray_env._start_local(start) == "context"
+    assert calls == ["start", "shutdown", "start"]
+
+
+def test_other_start_errors_and_a_second_timeout_are_raised(monkeypatch):
+    monkeypatch.setattr("ray.shutdown", lambda: None)
+    tries: list[int] = []
+
+    def bad_config():
+        tries.append(1)
+        raise ValueError("num_cpus must be positive")
+
+    with pytest.raises(ValueError, match="num_cpus"):
+        ray_env._start_local(bad_config)
+    assert len(tries) == 1
+
+    def always_slow():
+        tries.append(2)
+        raise RuntimeError("Timed out waiting for file /tmp/ray/session_x/gcs_server_port_1")
+
+    with pytest.raises(RuntimeError, match="Timed out waiting for file"):
+        ray_env._start_local(always_slow)
+    assert tries.count(2) == 2
