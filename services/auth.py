@@ -229,9 +229,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_open(security: SecurityConfig, host: str) -> bool:
+    """Whether the API would be served without keys on a non-loopback address (then the only
+    rate limit is per client address, so a proxy in front must pass client addresses on)."""
+    return not (KeyStore(security).enabled or is_loopback(host))
+
+
 def warn_if_open(security: SecurityConfig, host: str) -> bool:
-    """Log a warning when the API is served without keys on a non-loopback address."""
-    if KeyStore(security).enabled or is_loopback(host):
+    """Log a warning when :func:`is_open`; returns whether it is."""
+    if not is_open(security, host):
         return False
     log.warning(
         "API keys are OFF and Serve listens on %s (not loopback): anyone who can reach it can search; "

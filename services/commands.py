@@ -75,6 +75,21 @@ def wait_ready(url: str, timeout_s: float = 300.0) -> dict[str, Any]:
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s: {last[:300]}")
 
 
+def serve_fast_path(api_open: bool, environ: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Turn Serve's fast path on (``cluster.ray_env.SERVE_ENV``, before Ray starts) unless the
+    API is open without keys on a non-loopback address: then requests are rate-limited per client
+    address, which HAProxy does not pass on, so Serve's Python proxy stays. Returns what applies."""
+    from cluster.ray_env import apply_serve_env
+
+    if api_open:
+        log.warning("keeping Serve's Python proxy: without API keys requests are rate-limited per client "
+                    "address, which HAProxy (Serve's fast path) does not pass on (docs/serving.md)")
+        return None
+    applied = apply_serve_env(environ)
+    log.info("Ray Serve settings: %s", applied)
+    return applied
+
+
 def start_serving(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, ray_address: str | None = None,
                   num_cpus: int | None = None, name: str = "priorsight", ready_timeout_s: float = 300.0) -> str:
     """Start (or join) Ray, the embedded Milvus of embedded sources if configured, and the Serve
@@ -85,16 +100,16 @@ def start_serving(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000
     from services.auth import warn_if_open
 
     config = resolve_paths(config)
-    warn_if_open(config.security, host)
+    is_open = warn_if_open(config.security, host)
     if config.start_embedded_milvus:
         start_embedded_sources(config)
     try:
         import ray
 
-        from cluster.ray_env import apply_serve_env, init_ray
+        from cluster.ray_env import init_ray
 
-        if not ray_address and not ray.is_initialized():  # a local Ray started here: Serve's fast path
-            log.info("Ray Serve settings: %s", apply_serve_env())
+        if not ray_address and not ray.is_initialized():  # a local Ray started here
+            serve_fast_path(is_open)
         init_ray(ray_address, num_cpus=num_cpus)
     except ImportError:  # pragma: no cover - the cluster stage is optional
         import ray

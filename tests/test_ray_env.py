@@ -48,3 +48,11 @@ def test_other_start_errors_and_a_second_timeout_are_raised(monkeypatch):
     with pytest.raises(RuntimeError, match="Timed out waiting for file"):
         ray_env._start_local(always_slow)
     assert tries.count(2) == 2
+
+
+def test_the_fast_path_stays_off_when_the_api_is_open_without_keys():
+    from services.commands import serve_fast_path
+
+    env: dict[str, str] = {}
+    assert serve_fast_path(api_open=True, environ=env) is None and env == {}  # per-address limits need the proxy
+    assert serve_fast_path(api_open=False, environ=env) == ray_env.SERVE_ENV == env
