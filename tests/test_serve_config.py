@@ -55,4 +55,3 @@ def test_build_app_binds_three_deployments_with_the_configured_options():
     assert set(inner) == {"QueryEmbedder", "Searcher"}
     assert inner["QueryEmbedder"].max_ongoing_requests >= 24  # >= the batch size
     assert inner["QueryEmbedder"].ray_actor_options["num_cpus"] == cfg.embedder.num_cpus
-
