@@ -21,6 +21,7 @@ import yaml
 
 from priorsight.config import MilvusConfig, SearchSourceConfig, ServeConfig, serve_config_from_args
 from services.app import resolve_paths
+from training import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,10 @@ def serve_demo(checkpoint: str, manifest: str, collection_alias: str, milvus_con
     return url
 
 
-def _sample(config: ServeConfig, sample_dir: Path) -> ServeConfig:
-    """Build (once) a sample corpus, checkpoint and embedded-Milvus index under ``sample_dir``."""
+def _sample(config: ServeConfig, sample_dir: Path, model: str = "demo-small") -> ServeConfig:
+    """Build (once) a sample corpus, a checkpoint of the ``model`` architecture (pretrained
+    backbone, untrained heads: the compute of a trained one) and an embedded-Milvus index under
+    ``sample_dir``."""
     from services.sample import ensure_indexed, write_random_checkpoint, write_sample_corpus
 
     sample_dir = sample_dir.resolve()
@@ -190,7 +193,7 @@ def _sample(config: ServeConfig, sample_dir: Path) -> ServeConfig:
     if not (corpus / "manifest.parquet").exists():
         write_sample_corpus(corpus, n_patents=8)
     if not ckpt.exists():
-        write_random_checkpoint(ckpt)
+        write_random_checkpoint(ckpt, model)
     ensure_indexed(str(corpus), str(ckpt), milvus)
     return config.model_copy(update={
         "checkpoint": str(ckpt), "manifest": str(corpus), "start_embedded_milvus": True,
@@ -356,6 +359,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         queries: int = typer.Option(50, min=5),
         warmup: int = typer.Option(5, min=0),
         port: int = typer.Option(8011, help="Port of the Serve app started for the benchmark."),
+        model: str = typer.Option(DEFAULT_MODEL, help="With --sample: the model architecture served "
+                                                      "(shipped config name or JSON path)."),
     ) -> None:
         """Latency p50/p99 of /v1/search over HTTP vs the same embed + search in-process."""
         from ray import serve
@@ -363,11 +368,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from priorsight.bench import markdown_table, record
         from priorsight.milvus import EmbeddedMilvus
 
+        if sample:  # one sample (corpus, checkpoint, index) per architecture
+            sample = sample / Path(model).stem
         sf = read_serve_file(config_file)
         dirs = [sample.resolve() / "milvus"] if sample else [
             s.milvus.data_dir for s in resolve_paths(sf.config).sources if s.milvus.target == "embedded"]
         running_before = {d for d in dirs if EmbeddedMilvus(d).status().running}
-        config = resolve_paths(_sample(sf.config, sample) if sample else sf.config)
+        config = resolve_paths(_sample(sf.config, sample, model) if sample else sf.config)
         try:
             url = start_serving(config, "127.0.0.1", port)
             try:
@@ -384,6 +391,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 f"p99 {res['overhead_ratio_p99']:.2f} (goal <= 1.2). Single client, {res['queries']} queries "
                 f"after {res['warmup']} warm-up, k=10, model {res['model']}, {res['drawings_indexed']} drawings "
                 f"indexed, sources {res['sources']}, embedder threads {res['embed_threads']}.\n")
-        cmd = "priorsight bench serve" + (f" --sample {sample}" if sample else "") + f" --queries {queries}"
+        cmd = "priorsight bench serve" + (f" --sample {sample.parent} --model {model}" if sample else "") \
+            + f" --queries {queries}"
         record("serve", res, md, cmd)
         typer.echo(md)

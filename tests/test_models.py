@@ -144,3 +144,30 @@ def test_drawing_text_model_forward(small_config):
 def test_model_config_defaults():
     cfg = ModelConfig(name="x")
     assert cfg.embed_dim == 256 and cfg.vision.backbone == "efficientnet-lite0" and cfg.text.freeze
+
+
+def test_residual_head_starts_linear_and_takes_principal_directions():
+    from training.models import ProjectionHead
+
+    torch.manual_seed(0)
+    head = ProjectionHead(8, 3, "residual", hidden_dim=5)
+    x = torch.randn(50, 8) * torch.tensor([5.0, 1, 1, 3, 1, 1, 0.1, 1]) + 2.0
+    # the MLP's output layer starts at zero: the head is its linear map, normalised
+    torch.testing.assert_close(head(x), torch.nn.functional.normalize(head.linear(x), dim=1))
+    assert head.init_from_features(x) == 3
+    centred = x - x.mean(0)
+    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
+    torch.testing.assert_close(head.linear.weight, vt[:3])
+    torch.testing.assert_close(head.linear(x), centred @ vt[:3].T, atol=1e-4, rtol=1e-4)
+    assert abs(head.linear.weight[0, 0]) > 0.9  # the largest-variance axis comes first
+    # fewer drawings than output dimensions: N - 1 directions, the rest keep their init
+    small = ProjectionHead(8, 3, "residual")
+    before = small.linear.weight[2].clone()
+    assert small.init_from_features(torch.randn(3, 8)) == 2
+    torch.testing.assert_close(small.linear.weight[2], before)
+    assert ProjectionHead(8, 3, "mlp").init_from_features(x) == 0  # other heads: untouched
+
+
+def test_frozen_config_ships():
+    cfg = load_model_config("efficientnet-lite0-frozen-256")
+    assert cfg.vision.freeze_blocks == "all" and cfg.vision.head == "residual" and cfg.vision.image_size == 224

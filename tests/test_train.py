@@ -177,3 +177,106 @@ def test_checkpoint_resume_and_load(corpus, text_features, tmp_path):
 def test_image_text_needs_descriptions(corpus, tmp_path):
     with pytest.raises(ValueError, match="descriptions"):
         run_training(_config(corpus, tmp_path, descriptions=None))
+
+
+# -- a frozen backbone: heads trained on cached backbone features of augmented views ------------
+
+def _frozen_config(corpus, run_dir, cache_dir, **over) -> TrainConfig:
+    model = ModelConfig(name="tiny-frozen", embed_dim=16,
+                        vision=VisionConfig(image_size=64, head="residual", head_hidden_dim=32, freeze_blocks="all"),
+                        text=TextConfig(head="linear"))
+    return _config(corpus, run_dir, **{"model": model, "feature_views": 3, "feature_cache": str(cache_dir), **over})
+
+
+def test_cached_features_are_the_backbone_of_the_views(corpus, tmp_path):
+    from priorsight.images import load_and_preprocess
+    from priorsight.storage import Storage
+    from training.backbones import extract_features, load_backbone
+    from training.feature_cache import FEATURES_FILE, META_FILE, load_cache
+    from training.train import prepare_image_features
+
+    cfg = _frozen_config(corpus, tmp_path / "run", tmp_path / "cache")
+    assert prepare_image_features(cfg) == str(tmp_path / "cache")
+    feats = np.load(tmp_path / "cache" / FEATURES_FILE)
+    n = 16  # drawings in the corpus fixture
+    backbone, dim = load_backbone(image_size=64)
+    assert feats.shape == (n, 3, dim)
+    first = str(corpus / "images" / "US06010-0.png")
+    plain = extract_features(backbone, load_and_preprocess(open(first, "rb").read(), size=64))
+    np.testing.assert_allclose(feats[0, 0], plain[0], rtol=1e-4, atol=1e-5)  # view 0: what a query sees
+    assert not np.allclose(feats[:, 1], feats[:, 0])  # views 1..: augmented
+
+    stamp = (tmp_path / "cache" / FEATURES_FILE).stat().st_mtime_ns
+    assert prepare_image_features(cfg) == str(tmp_path / "cache")  # reused, not recomputed
+    assert (tmp_path / "cache" / FEATURES_FILE).stat().st_mtime_ns == stamp
+    other = _frozen_config(corpus, tmp_path / "run", tmp_path / "cache", feature_views=2)
+    with pytest.raises(ValueError, match="no backbone features"):
+        load_cache(str(tmp_path / "cache"), "another fingerprint", Storage())
+    prepare_image_features(other)  # other settings: recomputed in place
+    assert np.load(tmp_path / "cache" / FEATURES_FILE).shape == (n, 2, dim)
+    assert json.loads((tmp_path / "cache" / META_FILE).read_text())["shape"] == [n, 2, dim]
+    assert prepare_image_features(_config(corpus, tmp_path / "run2")) is None  # trainable backbone: no cache
+
+
+def test_cached_features_one_and_two_ranks_give_the_same_losses(corpus, text_features, tmp_path):
+    from training.train import prepare_image_features
+
+    torch.set_num_threads(1)
+    cache = tmp_path / "cache"
+    prepare_image_features(_frozen_config(corpus, tmp_path / "one", cache))
+    single = run_training(_frozen_config(corpus, tmp_path / "one", cache), text_features)
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    cfg2 = _frozen_config(corpus, tmp_path / "two", cache)
+    procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "init"), cfg2, text_features, results))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=300) for _ in procs)
+    for r, out in got.items():
+        assert isinstance(out, dict), f"rank {r} failed:\n{out}"
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    for key in ("loss", "image_text", "image_image", "class", "logit_adjusted"):
+        np.testing.assert_allclose(got[0][key], single[key], rtol=1e-4, err_msg=key)
+    assert single["steps"] == 2 and np.isfinite(single["loss"])
+
+
+def test_trained_on_cached_features_embeds_drawings_the_same_way(corpus, text_features, tmp_path):
+    """The saved model (backbone + trained head) maps a drawing where the head maps its cached
+    plain view; the residual head started from the features' principal directions."""
+    from priorsight.images import load_and_preprocess
+    from training.feature_cache import FEATURES_FILE
+    from training.train import prepare_image_features
+
+    cfg = _frozen_config(corpus, tmp_path / "run", tmp_path / "cache", epochs=2)
+    prepare_image_features(cfg)
+    with pytest.raises(ValueError, match="no backbone features"):  # the cache is a precondition
+        run_training(_frozen_config(corpus, tmp_path / "run", tmp_path / "elsewhere"), text_features)
+    run_training(cfg, text_features)
+    model = load_trained_model(str(tmp_path / "run"))
+    feats = torch.from_numpy(np.load(tmp_path / "cache" / FEATURES_FILE)[:, 0])
+    image = load_and_preprocess(open(corpus / "images" / "US06010-0.png", "rb").read(), size=64)
+    with torch.no_grad():
+        from_image = model.image(torch.from_numpy(image)[None])
+        from_cache = model.image(feats[:1])
+    np.testing.assert_allclose(from_image.numpy(), from_cache.numpy(), rtol=1e-4, atol=1e-5)
+    assert model.image.backbone_frozen and model.image.head.kind == "residual"
+
+
+def test_a_run_dir_of_another_model_is_refused_or_set_aside(corpus, text_features, tmp_path):
+    from priorsight.storage import Storage
+    from training.train import RunMismatch, prepare_image_features, set_aside_other_run
+
+    run_dir = tmp_path / "model"
+    run_training(_config(corpus, run_dir, max_steps_per_epoch=1), text_features)
+    frozen = _frozen_config(corpus, run_dir, tmp_path / "cache", epochs=2)
+    prepare_image_features(frozen)
+    with pytest.raises(RunMismatch, match="'tiny'"):  # never resumes into another architecture
+        run_training(frozen, text_features)
+    assert set_aside_other_run(_config(corpus, run_dir), Storage()) is None  # same model: stays
+    moved = set_aside_other_run(frozen, Storage())
+    assert moved and moved.startswith(f"{run_dir}.tiny-") and (tmp_path / moved / "checkpoints").is_dir()
+    assert not run_dir.exists()
+    assert run_training(frozen, text_features)["epoch"] == 1  # trains from scratch in the freed dir

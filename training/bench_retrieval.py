@@ -16,14 +16,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from priorsight.bench import markdown_table
 from priorsight.corpus.split import split_corpus
 from priorsight.storage import Storage, join
 from training.commands import image_encoder_from
 from training.evaluate import evaluate_corpus, resolve_corpus
 from training.losses import LossConfig
+from training.models import DEFAULT_MODEL
 from training.samplers import BatchConfig
-from training.train import TrainConfig, prepare_text_features, run_training
+from training.train import TrainConfig, prepare_image_features, prepare_text_features, run_training
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,12 @@ class RetrievalBenchConfig:
     corpus: str  # a long-tailed corpus (e.g. `priorsight corpus synth` output)
     workdir: str
     uspto: str | None = None
-    model: str = "demo-small"
-    epochs: int = 6
+    model: str = DEFAULT_MODEL
+    epochs: int = 40
     max_steps_per_epoch: int | None = None
     batch_size: int = 64
-    seed: int = 0
+    seed: int = 0  # the split's seed and the first training seed
+    seeds: int = 1  # training seeds per variant (seed, seed + 1, ...): the table holds their mean
     test_fraction: float = 0.2
     k_descriptions: int = 8
 
@@ -75,30 +79,52 @@ def run_bench(cfg: RetrievalBenchConfig, storage: Storage | None = None) -> dict
     results: dict[str, dict] = {}
     text_features = None
     for name, loss in VARIANTS.items():
-        t0 = time.perf_counter()
-        if loss is None:
-            encoder, size = image_encoder_from(None, baseline=True, storage=storage)
-            train_s = 0.0
-        else:
-            run_dir = str(work / "runs" / name)
-            tcfg = TrainConfig(model=cfg.model, corpus=train_m, descriptions=descriptions, run_dir=run_dir,
-                               epochs=cfg.epochs, max_steps_per_epoch=cfg.max_steps_per_epoch, seed=cfg.seed,
-                               batch=BatchConfig(batch_size=cfg.batch_size, m_per_class=4, views_per_patent=2,
-                                                 seed=cfg.seed),
-                               loss=loss)
-            if loss.image_text and text_features is None:
-                text_features = prepare_text_features(tcfg, storage)
-            metrics = run_training(tcfg, text_features if loss.image_text else None)
-            train_s = time.perf_counter() - t0
-            log.info("%s trained: %s", name, metrics)
-            encoder, size = image_encoder_from(run_dir, baseline=False, storage=storage)
-        row = {"train_s": train_s, "held_out": evaluate_corpus(test_m, encoder, size, storage=storage, progress=False,
-                                                               bucket_of_class=buckets)}
-        if uspto:
-            row["uspto"] = evaluate_corpus(uspto, encoder, size, storage=storage, progress=False)
-        results[name] = row
-        log.info("%s: held-out class mAP %.3f", name, row["held_out"]["class"]["overall"]["mAP"])
+        runs = []
+        for seed in range(cfg.seed, cfg.seed + (1 if loss is None else cfg.seeds)):
+            t0 = time.perf_counter()
+            if loss is None:  # untrained: nothing depends on the seed
+                encoder, size = image_encoder_from(None, baseline=True, storage=storage)
+                train_s = 0.0
+            else:
+                run_dir = str(work / "runs" / f"{name}-seed{seed}")
+                tcfg = TrainConfig(model=cfg.model, corpus=train_m, descriptions=descriptions, run_dir=run_dir,
+                                   epochs=cfg.epochs, max_steps_per_epoch=cfg.max_steps_per_epoch, seed=seed,
+                                   feature_cache=str(work / "features" / f"seed{seed}"),
+                                   batch=BatchConfig(batch_size=cfg.batch_size, m_per_class=4, views_per_patent=2,
+                                                     seed=seed),
+                                   loss=loss)
+                if loss.image_text and text_features is None:
+                    text_features = prepare_text_features(tcfg, storage)
+                prepare_image_features(tcfg, storage, progress=False)  # shared by the variants of a seed
+                metrics = run_training(tcfg, text_features if loss.image_text else None)
+                train_s = time.perf_counter() - t0
+                log.info("%s seed %d trained: %s", name, seed, metrics)
+                encoder, size = image_encoder_from(run_dir, baseline=False, storage=storage)
+            run = {"seed": seed, "train_s": train_s,
+                   "held_out": evaluate_corpus(test_m, encoder, size, storage=storage, progress=False,
+                                               bucket_of_class=buckets)}
+            if uspto:
+                run["uspto"] = evaluate_corpus(uspto, encoder, size, storage=storage, progress=False)
+            runs.append(run)
+            log.info("%s seed %d: held-out class mAP %.3f", name, seed, run["held_out"]["class"]["overall"]["mAP"])
+        results[name] = {**mean_of(runs), "runs": runs}
     return {"config": cfg.__dict__, "split": counts, "variants": results}
+
+
+def mean_of(runs: list[dict]) -> dict:
+    """The element-wise mean of the numbers in a list of like-shaped result dicts (other values:
+    the first run's), plus ``class_mAP_sd`` per gallery: the spread over the runs."""
+    def mean(values: list):
+        first = values[0]
+        if isinstance(first, dict):
+            return {k: mean([v[k] for v in values]) for k in first}
+        return float(np.mean(values)) if isinstance(first, float) else first  # counts, names: as run
+
+    out = mean([{k: v for k, v in r.items() if k != "seed"} for r in runs])
+    for where in ("held_out", "uspto"):
+        if where in out:
+            out[where]["class_mAP_sd"] = float(np.std([r[where]["class"]["overall"]["mAP"] for r in runs]))
+    return out
 
 
 def summary_rows(r: dict) -> list[dict]:
@@ -110,7 +136,8 @@ def summary_rows(r: dict) -> list[dict]:
             m = v[where]
             rows.append({
                 "variant": name, "gallery": where,
-                "class mAP": m["class"]["overall"]["mAP"], "class R@10": m["class"]["overall"]["recall@10"],
+                "class mAP": m["class"]["overall"]["mAP"], "class mAP sd": m.get("class_mAP_sd", 0.0),
+                "class R@10": m["class"]["overall"]["recall@10"],
                 "class MRR@10": m["class"]["overall"]["mrr@10"], "tail class mAP": m["class"]["tail"]["mAP"],
                 "patent mAP": m["patent"]["overall"]["mAP"], "patent R@10": m["patent"]["overall"]["recall@10"],
                 "train s": v["train_s"],
@@ -134,7 +161,9 @@ def markdown(r: dict) -> str:
         f"Corpus `{c['corpus']}` split by patent (seed {c['seed']}): {s['train_patents']} training patents "
         f"({s['train_drawings']} drawings), {s['test_patents']} held-out patents ({s['test_drawings']} drawings). "
         f"Model config `{c['model']}`, {c['epochs']} epochs, batch {c['batch_size']}; descriptions: metadata-only + "
-        f"templated ({c['k_descriptions']} per drawing, no LLM). (a) is EfficientNet-Lite0 average-pooled at 224 px.",
+        f"templated ({c['k_descriptions']} per drawing, no LLM). (a) is EfficientNet-Lite0 average-pooled at 224 px. "
+        f"Trained variants: mean over {c['seeds']} training seed(s) from {c['seed']} (`class mAP sd`: their "
+        f"spread); the USPTO sample is never trained on.",
         "",
         markdown_table(summary_rows(r)),
     ]

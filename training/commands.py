@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 import yaml
 
+from training import DEFAULT_MODEL
+
 #: Where `make demo` leaves its trained model; `priorsight eval` uses it without --checkpoint.
 DEFAULT_MODEL_DIR = "data/demo/model"
 
@@ -133,11 +135,12 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         workdir: Path = typer.Option(Path("data/bench-retrieval"), help="Splits, descriptions and runs go here."),
         uspto: str | None = typer.Option("../shared/data/uspto-design-2021", envvar="PRIORSIGHT_USPTO_SAMPLE",
                                             help="Real sample to evaluate on ('' to skip)."),
-        model: str = typer.Option("demo-small"),
-        epochs: int = typer.Option(6),
+        model: str = typer.Option(DEFAULT_MODEL, help="Model config (shipped name or JSON path)."),
+        epochs: int = typer.Option(40),
         max_steps_per_epoch: int | None = typer.Option(None),
         batch_size: int = typer.Option(64),
-        seed: int = typer.Option(0),
+        seed: int = typer.Option(0, help="Split seed and first training seed."),
+        seeds: int = typer.Option(1, min=1, help="Training seeds per variant; the table holds their mean."),
     ) -> None:
         """Ablation on held-out patents: (a) pretrained, (b) image-only, (c) + image-text, (d) full method."""
         from priorsight.bench import record
@@ -147,10 +150,11 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
 
         use_uspto = uspto if uspto and Path(uspto).exists() else None
         cfg = RetrievalBenchConfig(corpus=corpus, workdir=str(workdir), uspto=use_uspto, model=model, epochs=epochs,
-                                   max_steps_per_epoch=max_steps_per_epoch, batch_size=batch_size, seed=seed)
+                                   max_steps_per_epoch=max_steps_per_epoch, batch_size=batch_size, seed=seed,
+                                   seeds=seeds)
         r = run_bench(cfg, Storage(settings_of(ctx).storage))
         md = markdown(r)
         command = (f"priorsight bench retrieval {corpus} --model {model} --epochs {epochs} --batch-size {batch_size} "
-                   f"--seed {seed}" + (f" --max-steps-per-epoch {max_steps_per_epoch}" if max_steps_per_epoch else ""))
+                   f"--seed {seed} --seeds {seeds}" + (f" --max-steps-per-epoch {max_steps_per_epoch}" if max_steps_per_epoch else ""))
         record("retrieval", r, md, command)
         typer.echo(md)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from training import DEFAULT_MODEL  # noqa: F401  (re-exported: the shipped default config)
 from training.backbones import Backbone, load_backbone
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class VisionConfig(BaseModel):
     backbone: str = "efficientnet-lite0"  # registry name, TorchScript file or HF folder (local/s3)
     weights: str | None = None  # None: packaged pretrained; "none": random; else state_dict path/URI
     image_size: int = Field(default=224, ge=32)
-    head: Literal["linear", "mlp"] = "mlp"
+    #: "residual": linear map (initialised to the training features' principal directions) plus
+    #: an MLP whose output layer starts at zero, so training starts from the pretrained geometry
+    head: Literal["linear", "mlp", "residual"] = "mlp"
     head_hidden_dim: int | None = None  # MLP hidden width; default: the backbone's feature dim
     freeze_blocks: int | Literal["all"] = 0  # early blocks (stem = block 0) kept frozen
     #: keep every BatchNorm of the backbone in eval mode (pretrained statistics): right for small
@@ -91,27 +94,56 @@ def load_model_config(name_or_path: str | os.PathLike) -> ModelConfig:
 # -- towers ------------------------------------------------------------------------------------
 
 class ProjectionHead(nn.Module):
-    """Linear or 2-layer MLP projection to the shared space, L2-normalised output."""
+    """Projection to the shared space, L2-normalised output: linear, 2-layer MLP, or residual.
 
-    def __init__(self, in_dim: int, out_dim: int, kind: Literal["linear", "mlp"] = "mlp",
+    The residual head is ``linear(x) + mlp(x)`` with the MLP's output layer at zero: it starts as
+    a linear projection, which :meth:`init_from_features` sets to the principal directions of
+    the training features (PCA), so an untrained head already ranks as the pretrained features
+    do, and training bends that space rather than replacing it (the "linear probe, then
+    fine-tune" lesson: a random head distorts pretrained features and hurts out-of-domain
+    retrieval -- here, real drawings after training on mostly synthetic ones)."""
+
+    def __init__(self, in_dim: int, out_dim: int, kind: Literal["linear", "mlp", "residual"] = "mlp",
                  hidden_dim: int | None = None):
         super().__init__()
+        self.kind = kind
+        hidden = hidden_dim or in_dim
         if kind == "linear":
             self.net = nn.Linear(in_dim, out_dim)
         elif kind == "mlp":
-            hidden = hidden_dim or in_dim
             self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        elif kind == "residual":
+            self.linear = nn.Linear(in_dim, out_dim)
+            self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+            nn.init.zeros_(self.mlp[2].weight)
+            nn.init.zeros_(self.mlp[2].bias)
         else:
             raise ValueError(f"unknown head kind {kind!r}")
 
+    @torch.no_grad()
+    def init_from_features(self, features: Tensor) -> int:
+        """Set a residual head's linear map to the top principal directions of ``features``
+        (N, in_dim), centred on their mean. Returns how many directions were set (at most
+        N - 1; remaining output dimensions keep their random init). Other heads: no-op, 0."""
+        if self.kind != "residual":
+            return 0
+        x = features.detach().to(self.linear.weight.device, torch.float32)
+        mean = x.mean(dim=0)
+        _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        k = min(self.linear.out_features, vt.shape[0], max(x.shape[0] - 1, 0))
+        self.linear.weight[:k] = vt[:k]
+        self.linear.bias[:k] = -(vt[:k] @ mean)
+        return k
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.net(x), dim=-1)
+        y = self.linear(x) + self.mlp(x) if self.kind == "residual" else self.net(x)
+        return F.normalize(y, dim=-1)
 
 
 class ImageEncoder(nn.Module):
     """Backbone features -> projection head -> unit-norm embedding of a drawing."""
 
-    def __init__(self, backbone: Backbone, embed_dim: int, head: Literal["linear", "mlp"] = "mlp",
+    def __init__(self, backbone: Backbone, embed_dim: int, head: Literal["linear", "mlp", "residual"] = "mlp",
                  head_hidden_dim: int | None = None, freeze_blocks: int | Literal["all"] = 0,
                  freeze_batchnorm: bool = False):
         super().__init__()
@@ -146,7 +178,16 @@ class ImageEncoder(nn.Module):
                     m.eval()
         return self
 
+    @property
+    def backbone_frozen(self) -> bool:
+        """Whether the whole backbone is a fixed function (its features can be cached)."""
+        return bool(self.frozen) and self.frozen[0] is self.backbone
+
     def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) drawings, or (B, feature_dim) backbone features (a cached frozen backbone's
+        output), to (B, embed_dim) unit vectors."""
+        if images.dim() == 2:
+            return self.head(images)
         return self.head(self.backbone(images.contiguous(memory_format=torch.channels_last)))
 
 

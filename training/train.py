@@ -36,12 +36,22 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from priorsight.config import StorageConfig
-from priorsight.images import decode_image
+from priorsight.images import decode_image, preprocess
 from priorsight.manifest import read_manifest
-from priorsight.storage import NotFound, Storage, join
+from priorsight.storage import NotFound, Storage, is_s3, join
 from training.augment import AugmentConfig, DrawingAugmenter, view_rng
+from training.backbones import extract_features, load_backbone
+from training.feature_cache import (
+    cached_fingerprint,
+    compute_view_features,
+    feature_fingerprint,
+    load_cache,
+    step_views,
+    write_cache,
+)
 from training.losses import LossConfig, PriorSightLoss, world
 from training.models import (
+    DEFAULT_MODEL,
     DrawingTextModel,
     ModelConfig,
     load_model_config,
@@ -58,12 +68,16 @@ LATEST = "latest.json"
 TEXT_FEATURES = "text_features.npz"
 
 
+class RunMismatch(ValueError):
+    """A run directory already holds checkpoints of another architecture."""
+
+
 class TrainConfig(BaseModel):
     """Everything a training run needs (typed; the CLI builds it from YAML/flags)."""
 
     model_config = {"extra": "forbid", "arbitrary_types_allowed": True}
 
-    model: str | ModelConfig = "demo-small"  # shipped config name, JSON path, or the config itself
+    model: str | ModelConfig = DEFAULT_MODEL  # shipped config name, JSON path, or the config itself
     corpus: str  # corpus directory or manifest URI
     descriptions: str | None = None  # describe-stage table (drawing_id, descriptions); needed for image-text
     run_dir: str  # checkpoints and the text feature cache: local path or s3://
@@ -73,6 +87,11 @@ class TrainConfig(BaseModel):
     backbone_lr: float = 1e-4
     weight_decay: float = 0.05
     first_description_p: float | None = None  # probability of the metadata-only description
+    #: with the whole backbone frozen (``freeze_blocks: "all"``): embed this many views of every
+    #: drawing once (plain + augmented) and train the heads on those features (0: decode and
+    #: augment every step, as with a trainable backbone)
+    feature_views: int = Field(default=4, ge=0)
+    feature_cache: str | None = None  # where the cached features go (default: run_dir); shareable
     batch: BatchConfig = BatchConfig()
     #: class distribution that class-balanced weights and logit adjustment correct for: the one the
     #: class-aware sampler shows ("sampled") or the corpus's own ("dataset")
@@ -88,6 +107,9 @@ class TrainConfig(BaseModel):
 
     def model_cfg(self) -> ModelConfig:
         return self.model if isinstance(self.model, ModelConfig) else load_model_config(self.model)
+
+    def uses_feature_cache(self) -> bool:
+        return self.feature_views > 0 and self.model_cfg().vision.freeze_blocks == "all"
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -147,6 +169,57 @@ def prepare_text_features(cfg: TrainConfig, storage: Storage | None = None) -> s
             load_or_embed_texts(bank.texts, local, encoder_path=mcfg.text.encoder, max_tokens=mcfg.text.max_tokens)
             storage.upload(local, uri)
     return uri
+
+
+def _feature_fingerprint(cfg: TrainConfig, data: TrainingSet) -> str:
+    v = cfg.model_cfg().vision
+    return feature_fingerprint(data.drawing_ids, data.image_uris,
+                               {"backbone": v.backbone, "weights": v.weights, "image_size": v.image_size},
+                               cfg.augment, cfg.feature_views, cfg.seed)
+
+
+def prepare_image_features(cfg: TrainConfig, storage: Storage | None = None, progress: bool = True) -> str | None:
+    """Embed ``feature_views`` views of every training drawing with the frozen backbone into
+    ``feature_cache`` (default ``run_dir``), reused when it matches. Returns the cache directory,
+    or None when the backbone is trainable (or ``feature_views`` is 0)."""
+    if not cfg.uses_feature_cache():
+        return None
+    storage = storage or Storage(cfg.storage)
+    cache_dir = cfg.feature_cache or cfg.run_dir
+    data = TrainingSet.from_manifest(cfg.corpus, storage)
+    key = _feature_fingerprint(cfg, data)
+    if cached_fingerprint(cache_dir, storage) == key:
+        log.info("backbone features from cache %s", cache_dir)
+        return cache_dir
+    v = cfg.model_cfg().vision
+    backbone, _ = load_backbone(v.backbone, v.weights, image_size=v.image_size, storage=storage)
+    t0 = time.perf_counter()
+    write_cache(cache_dir, key, lambda path: compute_view_features(
+        data.image_uris, backbone, v.image_size, cfg.feature_views, cfg.seed, path, cfg.augment, storage,
+        progress=progress), storage)
+    log.info("embedded %d views of %d drawings with the frozen backbone in %.1f s -> %s", cfg.feature_views,
+             len(data), time.perf_counter() - t0, cache_dir)
+    return cache_dir
+
+
+def init_head(module: TrainModule, data: TrainingSet, features: np.ndarray | None, cfg: TrainConfig,
+              storage: Storage, max_rows: int = 8192, max_images: int = 512) -> None:
+    """Start a residual image head from the principal directions of the training features: the
+    cached plain views, or (trainable backbone) the backbone's features of a sample of drawings."""
+    head = module.model.image.head
+    if head.kind != "residual":
+        return
+    rng = np.random.default_rng(cfg.seed)
+    if features is not None:
+        rows = np.sort(rng.choice(len(features), min(len(features), max_rows), replace=False))
+        x = torch.from_numpy(np.ascontiguousarray(features[rows, 0]))
+    else:
+        size = cfg.model_cfg().vision.image_size
+        rows = np.sort(rng.choice(len(data), min(len(data), max_images), replace=False))
+        imgs = np.stack([preprocess(decode_image(storage.read_bytes(data.image_uris[i])), size) for i in rows])
+        x = torch.from_numpy(extract_features(module.model.image.backbone, imgs))
+    k = head.init_from_features(x)
+    log.info("residual head initialised from %d principal directions of %d drawings' features", k, len(x))
 
 
 def _encoder_id(mcfg: ModelConfig) -> str:
@@ -259,6 +332,25 @@ def load_checkpoint(uri: str, storage: Storage | None = None) -> dict[str, Any]:
     return torch.load(io.BytesIO((storage or Storage()).read_bytes(uri)), map_location="cpu", weights_only=False)
 
 
+def checkpoint_model_config(run_dir: str, storage: Storage) -> dict | None:
+    """The model config (JSON form) of the latest checkpoint under ``run_dir``, if any."""
+    latest = latest_checkpoint(run_dir, storage)
+    return None if latest is None else load_checkpoint(latest["uri"], storage).get("model_config")
+
+
+def set_aside_other_run(cfg: TrainConfig, storage: Storage) -> str | None:
+    """When the local ``run_dir`` holds checkpoints of another architecture (e.g. a demo run
+    from before its model changed), rename it to ``RUN_DIR.<old model>-<time>`` (nothing is
+    deleted) and return the new path; else None."""
+    found = checkpoint_model_config(cfg.run_dir, storage)
+    if found is None or found == cfg.model_cfg().model_dump(mode="json") or is_s3(cfg.run_dir):
+        return None
+    target = f"{cfg.run_dir.rstrip('/')}.{found.get('name', 'old')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(cfg.run_dir, target)
+    log.warning("%s held a run of model %r: moved to %s", cfg.run_dir, found.get("name"), target)
+    return target
+
+
 def load_trained_model(run_dir_or_checkpoint: str, storage: Storage | None = None) -> DrawingTextModel:
     """The trained towers (for indexing and serving) from a run directory or checkpoint URI."""
     storage = storage or Storage()
@@ -288,10 +380,15 @@ def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
     rank, size = world()
     storage = Storage(cfg.storage)
     latest = latest_checkpoint(cfg.run_dir, storage)
+    mcfg = cfg.model_cfg()
+    if latest is not None:
+        found = checkpoint_model_config(cfg.run_dir, storage)
+        if found != mcfg.model_dump(mode="json"):
+            raise RunMismatch(f"{cfg.run_dir} holds a run of model {(found or {}).get('name')!r}, not of "
+                              f"{mcfg.name!r} as configured: use another run_dir (or move that one away)")
     if latest is not None and int(latest["epoch"]) + 1 >= cfg.epochs:
         log.info("%s already holds epoch %d of %d: nothing to train", cfg.run_dir, latest["epoch"], cfg.epochs)
         return dict(latest.get("metrics") or {})
-    mcfg = cfg.model_cfg()
     data = TrainingSet.from_manifest(cfg.corpus, storage)
     sampler = ClassAwareBatchSampler([data.class_vocab[c] for c in data.class_codes], data.patent_codes.tolist(),
                                      cfg.batch, num_replicas=size, rank=rank)
@@ -307,7 +404,15 @@ def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
         bank = DescriptionBank.read(cfg.descriptions, storage)
         text_features = torch.from_numpy(_load_text_features(text_features_uri, bank.texts, mcfg, storage))
 
+    features = None
+    if cfg.uses_feature_cache():
+        cache_dir = cfg.feature_cache or cfg.run_dir
+        features = load_cache(cache_dir, _feature_fingerprint(cfg, data), storage)
+        log.info("training the heads on cached backbone features %s from %s", features.shape, cache_dir)
+
     module = build_module(cfg, mcfg, counts)
+    if latest is None:
+        init_head(module, data, features, cfg, storage)
     optimizer = make_optimizer(module, cfg)
     start_epoch = 0
     if latest is not None:
@@ -340,7 +445,12 @@ def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
         for step, indices in enumerate(sampler):
             if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
                 break
-            images = load_images(data, indices, augmenter, storage, cfg.seed, epoch, step, rank * local_b)
+            if features is None:
+                images = load_images(data, indices, augmenter, storage, cfg.seed, epoch, step, rank * local_b)
+            else:  # one cached view per drawing, chosen by its global batch position
+                views = step_views(cfg.seed, epoch, step, cfg.batch.batch_size, features.shape[1])
+                views = views[rank * local_b:rank * local_b + len(indices)]
+                images = torch.from_numpy(np.ascontiguousarray(features[np.asarray(indices), views]))
             feats = None
             if bank is not None:
                 ids = [data.drawing_ids[i] for i in indices]
@@ -392,6 +502,7 @@ def train(cfg: TrainConfig, ray_results_dir: str | None = None, text_features_ur
     from ray.train.torch import TorchConfig, TorchTrainer
 
     text_uri = text_features_uri or (prepare_text_features(cfg) if cfg.loss.image_text else None)
+    prepare_image_features(cfg)
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config={"config": cfg, "text_features_uri": text_uri, "cwd": os.getcwd()},
