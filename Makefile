@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 # glibc returns big activation buffers to the OS after every forward pass: 3x slower CNNs.
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
+# ...and off the main thread (Ray Data map actors, asyncio.to_thread) a second malloc arena
+# mmaps those buffers anyway: one arena for all threads (docs/benchmarks.md, embed)
+export MALLOC_ARENA_MAX := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0

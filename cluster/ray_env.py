@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 WORKER_ENV: dict[str, str] = {
     "MALLOC_MMAP_THRESHOLD_": "4294967296",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
+    "MALLOC_ARENA_MAX": "1",  # one arena: worker threads (Ray Data UDFs) get the same fast buffers
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",

@@ -1,4 +1,4 @@
-"""The index benchmark's helpers that need no server: waiting for Milvus to settle."""
+"""Benchmark helpers that need no server: waiting for Milvus to settle, steady embedding rates."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def test_gives_up_after_the_timeout():
 def test_cpu_seconds_of_a_real_process():
     assert cpu_seconds(os.getpid()) > 0
     assert cpu_seconds(2**22 + 12345) == 0.0  # no such process
+
+
+def test_embed_throughput_counts_from_the_first_batch():
+    from cluster.index_job import _steady_rate
+
+    runs = [{"run": "ray", "drawings": 100, "seconds": 12.0, "first_batch_s": 8.0, "first_batch_drawings": 20},
+            {"run": "ray", "drawings": 100, "seconds": 10.0, "first_batch_s": 6.0, "first_batch_drawings": 20},
+            {"run": "loop", "drawings": 100, "seconds": 5.0, "first_batch_s": 1.0, "first_batch_drawings": 20}]
+    assert _steady_rate(runs, "ray") == pytest.approx(160 / 8)  # start-up (8 s, 6 s) left out
+    assert _steady_rate(runs, "loop") == pytest.approx(80 / 4)

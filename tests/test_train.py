@@ -31,6 +31,7 @@ from training.train import (
 # spawned ranks start a fresh interpreter: give them the malloc settings (docs/stack.md)
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "4294967296")
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "68719476736")
+os.environ.setdefault("MALLOC_ARENA_MAX", "1")
 
 SHAPES = {"06-01": "box", "07-02": "circle", "26-03": "cross", "28-03": "triangle"}
 
