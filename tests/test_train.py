@@ -129,14 +129,11 @@ def _rank(rank: int, world: int, init_file: str, cfg: TrainConfig, text_uri: str
             dist.destroy_process_group()
 
 
-def test_one_and_two_ranks_give_the_same_losses(corpus, text_features, tmp_path):
-    """Two steps: the second step's loss also depends on the first update (DDP-averaged gradients)."""
-    torch.set_num_threads(1)
-    single = run_training(_config(corpus, tmp_path / "one"), text_features)
+def _two_ranks(cfg: TrainConfig, text_uri: str, tmp_path) -> dict[int, dict]:
+    """Train ``cfg`` on 2 spawned gloo ranks; each rank's float metrics."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    cfg2 = _config(corpus, tmp_path / "two")
-    procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "init"), cfg2, text_features, results))
+    procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "init"), cfg, text_uri, results))
              for r in range(2)]
     for p in procs:
         p.start()
@@ -146,6 +143,14 @@ def test_one_and_two_ranks_give_the_same_losses(corpus, text_features, tmp_path)
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
+    return got
+
+
+def test_one_and_two_ranks_give_the_same_losses(corpus, text_features, tmp_path):
+    """Two steps: the second step's loss also depends on the first update (DDP-averaged gradients)."""
+    torch.set_num_threads(1)
+    single = run_training(_config(corpus, tmp_path / "one"), text_features)
+    got = _two_ranks(_config(corpus, tmp_path / "two"), text_features, tmp_path)
     np.testing.assert_allclose(got[0]["loss"], got[1]["loss"], rtol=1e-12)  # both ranks report the global mean
     for key in ("loss", "image_text", "image_image", "class", "logit_adjusted"):
         np.testing.assert_allclose(got[0][key], single[key], rtol=1e-4, err_msg=key)
@@ -226,19 +231,7 @@ def test_cached_features_one_and_two_ranks_give_the_same_losses(corpus, text_fea
     cache = tmp_path / "cache"
     prepare_image_features(_frozen_config(corpus, tmp_path / "one", cache))
     single = run_training(_frozen_config(corpus, tmp_path / "one", cache), text_features)
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    cfg2 = _frozen_config(corpus, tmp_path / "two", cache)
-    procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "init"), cfg2, text_features, results))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=300) for _ in procs)
-    for r, out in got.items():
-        assert isinstance(out, dict), f"rank {r} failed:\n{out}"
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    got = _two_ranks(_frozen_config(corpus, tmp_path / "two", cache), text_features, tmp_path)
     for key in ("loss", "image_text", "image_image", "class", "logit_adjusted"):
         np.testing.assert_allclose(got[0][key], single[key], rtol=1e-4, err_msg=key)
     assert single["steps"] == 2 and np.isfinite(single["loss"])

@@ -111,6 +111,9 @@ class TrainConfig(BaseModel):
     def uses_feature_cache(self) -> bool:
         return self.feature_views > 0 and self.model_cfg().vision.freeze_blocks == "all"
 
+    def feature_cache_dir(self) -> str:
+        return self.feature_cache or self.run_dir
+
 
 # -- data --------------------------------------------------------------------------------------
 
@@ -185,7 +188,7 @@ def prepare_image_features(cfg: TrainConfig, storage: Storage | None = None, pro
     if not cfg.uses_feature_cache():
         return None
     storage = storage or Storage(cfg.storage)
-    cache_dir = cfg.feature_cache or cfg.run_dir
+    cache_dir = cfg.feature_cache_dir()
     data = TrainingSet.from_manifest(cfg.corpus, storage)
     key = _feature_fingerprint(cfg, data)
     if cached_fingerprint(cache_dir, storage) == key:
@@ -381,8 +384,9 @@ def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
     storage = Storage(cfg.storage)
     latest = latest_checkpoint(cfg.run_dir, storage)
     mcfg = cfg.model_cfg()
-    if latest is not None:
-        found = checkpoint_model_config(cfg.run_dir, storage)
+    ckpt = None if latest is None else load_checkpoint(latest["uri"], storage)  # read once: checked, resumed
+    if ckpt is not None:
+        found = ckpt.get("model_config")
         if found != mcfg.model_dump(mode="json"):
             raise RunMismatch(f"{cfg.run_dir} holds a run of model {(found or {}).get('name')!r}, not of "
                               f"{mcfg.name!r} as configured: use another run_dir (or move that one away)")
@@ -406,7 +410,7 @@ def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
 
     features = None
     if cfg.uses_feature_cache():
-        cache_dir = cfg.feature_cache or cfg.run_dir
+        cache_dir = cfg.feature_cache_dir()
         features = load_cache(cache_dir, _feature_fingerprint(cfg, data), storage)
         log.info("training the heads on cached backbone features %s from %s", features.shape, cache_dir)
 
@@ -415,8 +419,7 @@ def run_training(cfg: TrainConfig, text_features_uri: str | None = None,
         init_head(module, data, features, cfg, storage)
     optimizer = make_optimizer(module, cfg)
     start_epoch = 0
-    if latest is not None:
-        ckpt = load_checkpoint(latest["uri"], storage)
+    if ckpt is not None:
         module.model.load_state_dict(ckpt["model"])
         module.loss.load_state_dict(ckpt["loss"])
         optimizer.load_state_dict(ckpt["optimizer"])
