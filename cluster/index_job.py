@@ -167,12 +167,12 @@ class IndexResult:
 def ensure_loaded(client: Any, collection: str, config: MilvusConfig) -> None:
     """Load a collection (indexing it first if needed) so it can be queried: a run killed before
     its end leaves its collection unindexed and unloaded, and a query on it fails."""
-    from priorsight.milvus import create_vector_index, is_loaded
+    from priorsight.milvus import create_indexes, is_loaded
 
     if is_loaded(client, collection):
         return
     if not client.list_indexes(collection):
-        create_vector_index(client, collection, config)
+        create_indexes(client, collection, config)
     client.load_collection(collection, timeout=max(config.timeout_s, 600))
 
 
@@ -234,7 +234,7 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
     from tqdm import tqdm
 
     from cluster.ray_env import init_ray
-    from priorsight.milvus import connect, create_vector_index, live_collection, swap_alias
+    from priorsight.milvus import connect, create_indexes, live_collection, swap_alias
 
     t0 = time.perf_counter()
     storage_config = storage_config or StorageConfig()
@@ -304,7 +304,7 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
     client.flush(name)
     indexes = client.list_indexes(name)
     if not indexes:
-        create_vector_index(client, name, milvus)
+        create_indexes(client, name, milvus)
     client.load_collection(name, timeout=max(milvus.timeout_s, 600))
     index_s = time.perf_counter() - t_index
     rows = int(client.get_collection_stats(name).get("row_count", 0))

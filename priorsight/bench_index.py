@@ -188,12 +188,88 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
 
 
+def _build(client: Any, name: str, corpus: SyntheticCorpus, config: MilvusConfig, batch: int,
+           model_version: str) -> dict[str, float]:
+    """Upsert the corpus into a new collection, flush, build its indexes, load it: timings."""
+    from priorsight import milvus as pm
+
+    rows, dim = corpus.vectors.shape
+    pm.create_drawing_collection(client, name, dim, config, model_version=model_version, build_index=False)
+    t = time.perf_counter()
+    for i in range(0, rows, batch):
+        client.upsert(name, _rows(corpus, i, min(i + batch, rows), model_version), timeout=120)
+        if (i // batch) % 20 == 0:
+            log.info("upserted %d/%d", min(i + batch, rows), rows)
+    upsert_s = time.perf_counter() - t
+    client.flush(name, timeout=600)
+    insert_s = time.perf_counter() - t
+    log.info("upsert %.1f s + flush: %.1f s", upsert_s, insert_s)
+
+    t = time.perf_counter()
+    pm.create_indexes(client, name, config)
+    while True:
+        info = client.describe_index(name, pm.VECTOR_FIELD)
+        if info.get("state") == "Finished" and int(info.get("indexed_rows", 0)) >= rows:
+            break
+        if info.get("state") == "Failed":
+            raise RuntimeError(f"index build failed: {info}")
+        time.sleep(1.0)
+    index_s = time.perf_counter() - t
+    log.info("HNSW built in %.1f s", index_s)
+    t = time.perf_counter()
+    client.load_collection(name, timeout=600)
+    return {"upsert_s": upsert_s, "insert_and_flush_s": insert_s, "insert_rows_per_s": rows / insert_s,
+            "index_build_s": index_s, "load_s": time.perf_counter() - t}
+
+
+def reusable(client: Any, alias: str, rows: int, model_version: str, config: MilvusConfig) -> str | None:
+    """The collection behind ``alias`` if a kept run (``--keep``) built it from the same
+    vectors (rows, dimension and seed) with the same HNSW parameters; else None."""
+    import json
+
+    from priorsight import milvus as pm
+
+    name = pm.live_collection(client, alias)
+    if name is None:
+        return None
+    try:
+        desc = json.loads(client.describe_collection(name).get("description") or "{}")
+    except ValueError:
+        return None
+    info = client.describe_index(name, pm.VECTOR_FIELD) or {}
+    same = (desc.get("model_version") == model_version and pm.collection_rows(client, name) == rows
+            and info.get("index_type") == "HNSW" and int(info.get("M", -1)) == config.hnsw_m
+            and int(info.get("efConstruction", -1)) == config.hnsw_ef_construction)
+    return name if same else None
+
+
+def add_scalar_indexes(client: Any, name: str) -> list[str]:
+    """Give a collection the filter fields' scalar indexes it lacks (released while they are
+    built, then loaded again); returns the fields indexed here."""
+    from priorsight import milvus as pm
+
+    have = set(client.list_indexes(name))
+    missing = {f: t for f, t in pm.SCALAR_INDEXES.items() if f not in have}
+    if missing:
+        client.release_collection(name)
+        params = client.prepare_index_params()
+        for field_name, index_type in missing.items():
+            params.add_index(field_name, index_type=index_type, index_name=field_name)
+        client.create_index(name, params, timeout=600)
+        client.load_collection(name, timeout=600)
+    return sorted(missing)
+
+
 def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256, n_queries: int = 1000, k: int = 10,
                     efs: tuple[int, ...] = (16, 32, 64, 128, 256), batch: int = 10_000, seed: int = 0,
-                    keep: bool = False, target_recall: float = 0.97, command: str = "priorsight bench index",
-                    record: bool = True) -> dict[str, Any]:
+                    keep: bool = False, reuse: bool = False, target_recall: float = 0.97,
+                    command: str = "priorsight bench index", record: bool = True,
+                    settle_timeout_s: float = 900.0) -> dict[str, Any]:
     """Run the benchmark against the embedded server (started here if it is not running, and
-    stopped again at the end in that case). Returns the results (also recorded)."""
+    stopped again at the end in that case). ``keep`` keeps the collection (behind the alias
+    ``bench_drawings``); ``reuse`` searches such a kept collection instead of building another
+    when it holds the same vectors and HNSW parameters (build figures are then those of the run
+    that built it, not measured again). Returns the results (also recorded)."""
     from priorsight import milvus as pm
 
     if config.target != "embedded":
@@ -207,41 +283,25 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
     rss = _RssSampler(milvus_pid)
     rss.start()
     alias = "bench_drawings"
-    name = pm.next_version_name(client, alias)
     model_version = f"synthetic-{dim}d-seed{seed}"
+    reused = reusable(client, alias, rows, model_version, config) if reuse else None
+    name = reused or pm.next_version_name(client, alias)
     try:
         t = time.perf_counter()
         corpus = synthetic_corpus(rows, dim, seed)
         gen_s = time.perf_counter() - t
         log.info("generated %d synthetic vectors in %.1f s (%d patents, %d classes)", rows, gen_s,
                  len(corpus.patent_centres), len(corpus.classes))
-
-        pm.create_drawing_collection(client, name, dim, config, model_version=model_version, build_index=False)
-        t = time.perf_counter()
-        for i in range(0, rows, batch):
-            client.upsert(name, _rows(corpus, i, min(i + batch, rows), model_version), timeout=120)
-            if (i // batch) % 20 == 0:
-                log.info("upserted %d/%d", min(i + batch, rows), rows)
-        upsert_s = time.perf_counter() - t
-        client.flush(name, timeout=600)
-        insert_s = time.perf_counter() - t
-        log.info("upsert %.1f s + flush: %.1f s", upsert_s, insert_s)
-
-        t = time.perf_counter()
-        pm.create_vector_index(client, name, config)
-        while True:
-            info = client.describe_index(name, pm.VECTOR_FIELD)
-            if info.get("state") == "Finished" and int(info.get("indexed_rows", 0)) >= rows:
-                break
-            if info.get("state") == "Failed":
-                raise RuntimeError(f"index build failed: {info}")
-            time.sleep(1.0)
-        index_s = time.perf_counter() - t
-        log.info("HNSW built in %.1f s", index_s)
-        t = time.perf_counter()
-        client.load_collection(name, timeout=600)
-        load_s = time.perf_counter() - t
-        pm.swap_alias(client, alias, name)
+        if reused:
+            log.info("reusing the kept collection %s (same vectors and HNSW parameters)", reused)
+            if config.scalar_indexes:
+                log.info("scalar indexes added: %s", add_scalar_indexes(client, name) or "none")
+            client.load_collection(name, timeout=600)
+            build: dict[str, Any] = {"reused_collection": reused}
+        else:
+            build = _build(client, name, corpus, config, batch, model_version)
+            pm.swap_alias(client, alias, name)
+        scalar = sorted(set(client.list_indexes(name)) & set(pm.SCALAR_INDEXES))
 
         queries, qrows = make_queries(corpus, n_queries, seed + 1)
         t = time.perf_counter()
@@ -256,7 +316,7 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         exact_s = time.perf_counter() - t
         filters = [pm.build_filter(locarno_classes=[corpus.classes[c]]) for c in qclass]
 
-        quiesce_s, idle_cores = wait_until_idle(milvus_pid)
+        quiesce_s, idle_cores = wait_until_idle(milvus_pid, timeout_s=settle_timeout_s)
         log.info("milvus settled after %.0f s (%.2f cores in the last window)", quiesce_s, idle_cores)
         for q in queries[:50]:  # warm-up
             pm.search(client, alias, q, k=k, ef=efs[0])
@@ -282,7 +342,7 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         load_end = os.getloadavg()
     finally:
         rss.stop()
-        if not keep and client.has_collection(name):
+        if not keep and not reused and client.has_collection(name):
             if pm.live_collection(client, alias) == name:
                 client.drop_alias(alias)
             client.drop_collection(name)
@@ -302,10 +362,10 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         "largest_class_share": float(class_share.max()), "median_class_share": float(np.median(class_share)),
         "index": {"type": "HNSW", "M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction,
                   "metric": pm.METRIC, "partition_key": config.partition_key,
-                  "num_partitions": config.num_partitions if config.partition_key else None},
+                  "num_partitions": config.num_partitions if config.partition_key else None,
+                  "scalar_indexes": {f: pm.SCALAR_INDEXES[f] for f in scalar}},
         "consistency_level": config.consistency_level,
-        "generate_s": gen_s, "upsert_s": upsert_s, "insert_and_flush_s": insert_s,
-        "insert_rows_per_s": rows / insert_s, "index_build_s": index_s, "load_s": load_s,
+        "generate_s": gen_s, **build,
         "exact_search_s": exact_s, "quiesce_s": quiesce_s, "milvus_cores_before_search": idle_cores,
         "milvus_rss_peak_mib": rss.peak / 2**20, "milvus_rss_after_search_mib": rss_now / 2**20,
         "load_avg_1_5_15_at_start": load_start, "load_avg_1_5_15_at_end": load_end,
@@ -323,23 +383,30 @@ def _fmt_load(load: Any) -> str:
 
 def _markdown(r: dict[str, Any]) -> str:
     k = r["k"]
+    reused = r.get("reused_collection")
     summary = [{
-        "rows": r["rows"], "dim": r["dim"], "insert rows/s": r["insert_rows_per_s"],
-        "insert+flush s": r["insert_and_flush_s"], "HNSW build s": r["index_build_s"], "load s": r["load_s"],
+        "rows": r["rows"], "dim": r["dim"], "insert rows/s": r.get("insert_rows_per_s", "—"),
+        "insert+flush s": r.get("insert_and_flush_s", "—"), "HNSW build s": r.get("index_build_s", "—"),
+        "load s": r.get("load_s", "—"),
         "milvus RSS peak MiB": r["milvus_rss_peak_mib"], "RSS after search MiB": r["milvus_rss_after_search_mib"],
     }]
     idx = r["index"]
+    scalar = idx.get("scalar_indexes") or {}
     lines = [
         f"Embedded Milvus 2.3.5 standalone; {r['vectors']}: {r['classes']} Locarno classes "
         f"(largest {r['largest_class_share']:.1%} of rows, median {r['median_class_share']:.2%}), "
         f"{r['patents']:,} patents. Index {idx['type']} M={idx['M']} efConstruction={idx['efConstruction']} "
         f"{idx['metric']}, " + (f"locarno_class partition key ({idx['num_partitions']} partitions), " if idx['partition_key']
                           else "no partition key (filters are expressions), ") +
+        ("scalar indexes " + ", ".join(f"{f} {t}" for f, t in scalar.items()) + ", " if scalar
+         else "no scalar indexes, ") +
         f"consistency {r['consistency_level']}. Upsert batches of {r['batch']:,} rows, single client. "
         f"Host load average (1/5/15 min) {_fmt_load(r['load_avg_1_5_15_at_start'])} at start, "
         f"{_fmt_load(r['load_avg_1_5_15_at_end'])} at end: latencies and build time are inflated on a shared host.",
         "",
         bench.markdown_table(summary),
+        *([f"Searched the kept collection `{reused}` (`--reuse`): build figures are those of the run that "
+           "built it.", ""] if reused else []),
         f"Top-{k} search, one client, {r['queries']} queries (new drawings of indexed patents); "
         f"recall@{k} against exact numpy search (filtered: exact search within the query's Locarno class). "
         f"Measured once Milvus had settled (compaction and index rebuilds after the build): "

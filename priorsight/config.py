@@ -62,6 +62,8 @@ class MilvusConfig(BaseModel):
     hnsw_m: int = Field(default=32, ge=4, le=64)  # docs/deploy.md: M=32 beats M=16 at every ef at 1M
     hnsw_ef_construction: int = Field(default=200, ge=8, le=1024)
     search_ef: int = Field(default=64, ge=1, le=32768)
+    #: scalar indexes on the filter fields (priorsight.milvus.SCALAR_INDEXES; server targets)
+    scalar_indexes: bool = True
     consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
     #: locarno_class as partition key. Off by default: Milvus < 2.3.10 (the embedded 2.3.5
     #: included) routes upserted rows by the wrong field (milvus-io/milvus#30772), so filtered

@@ -93,6 +93,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         batch: int = typer.Option(10_000, help="Upsert batch size."),
         seed: int = typer.Option(0),
         keep: bool = typer.Option(False, help="Keep the benchmark collection (default: drop it)."),
+        reuse: bool = typer.Option(False, help="Search the collection a --keep run built (same --rows, --dim, "
+                                                "--seed and HNSW settings) instead of building one."),
         data_dir: Path | None = data_dir_opt,
     ) -> None:
         """Index N synthetic embeddings into the embedded server; insert rate, HNSW build, RSS,
@@ -111,11 +113,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         command = "priorsight " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         try:
             r = run_index_bench(cfg, rows=rows, dim=dim, n_queries=queries, k=k, efs=ef_list, batch=batch,
-                                seed=seed, keep=keep, command=command)
+                                seed=seed, keep=keep, reuse=reuse, command=command)
         except (MilvusUnavailable, MilvusException, ValueError) as exc:
             fail(str(exc), code=1)
-        typer.echo(f"insert {r['insert_rows_per_s']:,.0f} rows/s, HNSW build {r['index_build_s']:.1f} s, "
-                   f"milvus RSS peak {r['milvus_rss_peak_mib']:.0f} MiB")
+        if r.get("reused_collection"):
+            typer.echo(f"searched the kept collection {r['reused_collection']}, "
+                       f"milvus RSS peak {r['milvus_rss_peak_mib']:.0f} MiB")
+        else:
+            typer.echo(f"insert {r['insert_rows_per_s']:,.0f} rows/s, HNSW build {r['index_build_s']:.1f} s, "
+                       f"milvus RSS peak {r['milvus_rss_peak_mib']:.0f} MiB")
         for row in r["sweep"]:
             typer.echo(f"  ef={row['ef']:<4} filter={row['filter']:<13} recall@{k}={row[f'recall@{k}']:.3f} "
                        f"p50={row['p50_ms']:.2f} ms p99={row['p99_ms']:.2f} ms")

@@ -223,6 +223,39 @@ def embedded(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_index_bench_keeps_and_reuses_its_collection(embedded):
+    """``bench index --keep`` then ``--reuse``: the second run searches the kept collection
+    (adding the scalar indexes it lacks) and measures the same recall; other HNSW settings
+    do not reuse it."""
+    from priorsight.bench_index import reusable, run_index_bench
+
+    server, _ = embedded
+    cfg = MilvusConfig(target="embedded", data_dir=server.data_dir, hnsw_m=8, hnsw_ef_construction=64)
+    common = dict(rows=3000, dim=32, n_queries=60, efs=(16, 64), keep=True, record=False, settle_timeout_s=20)
+    first = run_index_bench(cfg.model_copy(update={"scalar_indexes": False}), **common)
+    assert "reused_collection" not in first and first["insert_rows_per_s"] > 0
+    assert first["index"]["scalar_indexes"] == {}
+    client = connect(cfg)
+    name = live_collection(client, "bench_drawings")
+    assert name and collection_rows(client, name) == 3000
+    assert reusable(client, "bench_drawings", 3000, "synthetic-32d-seed0", cfg) == name
+    assert reusable(client, "bench_drawings", 3000, "synthetic-32d-seed0", cfg.model_copy(update={"hnsw_m": 16})) is None
+    assert reusable(client, "bench_drawings", 2000, "synthetic-32d-seed0", cfg) is None
+
+    second = run_index_bench(cfg, reuse=True, **common)
+    assert second["reused_collection"] == name and "insert_rows_per_s" not in second
+    assert second["index"]["scalar_indexes"] == {"grant_date": "STL_SORT", "locarno_class": "Trie",
+                                                 "source": "Trie", "view": "Trie"}
+    assert client.describe_index(name, "locarno_class")["index_type"] == "Trie"
+    for a, b in zip(first["sweep"], second["sweep"], strict=True):
+        assert (a["ef"], a["filter"]) == (b["ef"], b["filter"])
+        assert b["recall@10"] >= 0.9 and abs(a["recall@10"] - b["recall@10"]) <= 0.05
+    client.drop_alias("bench_drawings")
+    client.drop_collection(name)
+    client.close()
+
+
+@pytest.mark.slow
 def test_embedded_server_end_to_end(embedded):
     server, st = embedded
     assert st.running and st.port
@@ -245,6 +278,8 @@ def test_embedded_server_end_to_end(embedded):
         time.sleep(0.5)
     index = client.describe_index("drawings_v1", "embedding")
     assert index["index_type"] == "HNSW" and index["metric_type"] == "COSINE"
+    assert client.describe_index("drawings_v1", "locarno_class")["index_type"] == "Trie"
+    assert client.describe_index("drawings_v1", "grant_date")["index_type"] == "STL_SORT"
     assert count(client, "drawings_v1") == len(rows)
     swap_alias(client, "drawings", "drawings_v1")
 
@@ -254,6 +289,10 @@ def test_embedded_server_end_to_end(embedded):
     f = build_filter(locarno_classes=["02-03"], date_from="2005-01-01")
     hits = search(client, "drawings", q, k=10, filter=f, ef=64, output_fields=OUTPUT_FIELDS)[0]
     assert hits and all(h.fields["locarno_class"] == "02-03" and h.fields["grant_date"] >= 20050101 for h in hits)
+    main = build_filter(locarno_classes=["28"], views=["left"])  # prefix match and view, on their indexes
+    hits = search(client, "drawings", q, k=10, filter=main, ef=64, output_fields=OUTPUT_FIELDS)[0]
+    want = {r["drawing_id"] for r in rows if r["locarno_class"].startswith("28-") and r["view"] == "left"}
+    assert len(hits) == 10 and {h.drawing_id for h in hits} <= want
 
     # build v2 beside the live v1, swap while a client keeps searching through the alias
     create_drawing_collection(client, "drawings_v2", DIM, cfg, model_version="m2")
