@@ -12,6 +12,9 @@ export MALLOC_TRIM_THRESHOLD_ := 68719476736
 # ...and off the main thread (Ray Data map actors, asyncio.to_thread) a second malloc arena
 # mmaps those buffers anyway: one arena for all threads (docs/benchmarks.md, embed)
 export MALLOC_ARENA_MAX := 1
+# OpenMP (torch's libgomp) threads spin ~10 ms after every parallel region by default, holding a
+# core the other processes need (Milvus, Serve's other replicas, Ray Data): spin ~0.3 ms
+export GOMP_SPINCOUNT := 10000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0

@@ -28,6 +28,9 @@ WORKER_ENV: dict[str, str] = {
     "MALLOC_MMAP_THRESHOLD_": "4294967296",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
     "MALLOC_ARENA_MAX": "1",  # one arena: worker threads (Ray Data UDFs) get the same fast buffers
+    # OpenMP threads spin ~10 ms after each parallel region by default, taking a core from the
+    # processes beside them (decoding, the ingress, Milvus): ~0.3 ms instead (docs/benchmarks.md)
+    "GOMP_SPINCOUNT": "10000",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",

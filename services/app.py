@@ -71,8 +71,8 @@ class Searcher:
 
     async def search(self, vectors: np.ndarray, k: int, filter: Filter, fusion: str, rrf_k: int,
                      group: bool) -> SearchOutcome:
-        return await asyncio.to_thread(self.searcher.search, vectors, k, filter, fusion, rrf_k,  # type: ignore[arg-type]
-                                       group, self.candidates_per_query)
+        return await self.searcher.search_async(vectors, k, filter, fusion, rrf_k,  # type: ignore[arg-type]
+                                                group, self.candidates_per_query)
 
     async def ready(self) -> dict[str, bool]:
         return await asyncio.to_thread(self.searcher.ready)

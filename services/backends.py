@@ -59,7 +59,8 @@ class LocalBackend:
 
     async def search(self, vectors: np.ndarray, k: int, filter: Filter, fusion: str, rrf_k: int,
                      group: bool) -> SearchOutcome:
-        return await asyncio.to_thread(self.search_sync, vectors, k, filter, fusion, rrf_k, group)
+        return await self.searcher.search_async(vectors, k, filter, fusion, rrf_k, group,  # type: ignore[arg-type]
+                                                self.candidates_per_query)
 
     async def ready(self) -> dict[str, bool]:
         return await asyncio.to_thread(self.searcher.ready)

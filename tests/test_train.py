@@ -32,6 +32,7 @@ from training.train import (
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "4294967296")
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "68719476736")
 os.environ.setdefault("MALLOC_ARENA_MAX", "1")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 SHAPES = {"06-01": "box", "07-02": "circle", "26-03": "cross", "28-03": "triangle"}
 

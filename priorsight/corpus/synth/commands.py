@@ -13,7 +13,7 @@ import typer
 
 #: glibc settings that keep CNN inference fast (must be in the environment at process start)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736",
-              "MALLOC_ARENA_MAX": "1"}
+              "MALLOC_ARENA_MAX": "1", "GOMP_SPINCOUNT": "10000"}
 
 
 def _ensure_malloc_env(command: str) -> None:
