@@ -6,12 +6,14 @@ Everything reads ONE Serve config YAML (``services/serve_config.yaml`` by defaul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,29 @@ def start_embedded_sources(config: ServeConfig) -> None:
         if s.milvus.target == "embedded":
             st = EmbeddedMilvus.from_config(s.milvus).start()
             log.info("embedded Milvus of source %s on %s", s.name, st.uri)
+
+
+def embedded_dirs(config: ServeConfig, sample: Path | None = None) -> list[Path]:
+    """Data dirs of the embedded Milvus servers a command serving ``config`` (or a ``sample``
+    built under that folder) starts."""
+    if sample:
+        return [sample.resolve() / "milvus"]
+    return [s.milvus.data_dir for s in resolve_paths(config).sources if s.milvus.target == "embedded"]
+
+
+@contextlib.contextmanager
+def stop_started_servers(dirs: list[Path]) -> Iterator[None]:
+    """On exit, stop the embedded Milvus servers under ``dirs`` that were not running on entry
+    (a server someone started before is left running)."""
+    from priorsight.milvus import EmbeddedMilvus
+
+    before = {d for d in dirs if EmbeddedMilvus(d).status().running}
+    try:
+        yield
+    finally:
+        for d in set(dirs) - before:
+            if EmbeddedMilvus(d).stop():
+                log.info("stopped the embedded Milvus under %s", d)
 
 
 def wait_ready(url: str, timeout_s: float = 300.0) -> dict[str, Any]:
@@ -334,23 +359,27 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """Start Ray, embedded Milvus (if configured) and the Serve app; print the URL; serve until Ctrl-C."""
         from ray import serve
 
-        sf = read_serve_file(config_file)
-        config = _sample(sf.config, sample) if sample else sf.config
-        url = start_serving(config, host or sf.host, port or sf.port, ray_address, name=sf.name)
-        typer.echo(f"PriorSight is serving at {url}  (examiner page: {url}/, API docs: {url}/docs, "
-                   f"metrics: {url}/metrics)")
         from services.auth import KeyStore
 
-        if example and KeyStore(config.security).enabled and not client_headers():
-            typer.echo("API keys are on: no example query (set PRIORSIGHT_API_KEY to run one).")
-        elif example:
-            ex = example_query(url, resolve_paths(config).manifest)
-            typer.echo(json.dumps({"query_drawing": ex["query_drawing"],
-                                   "top": [(p["patent_id"], round(p["score"], 3)) for p in ex["response"]["results"]],
-                                   "latency_ms": ex["response"]["record"]["latency_ms"]}))
-        typer.echo("Ctrl-C stops serving.")
-        _block_until_interrupted()
-        serve.shutdown()
+        sf = read_serve_file(config_file)
+        with stop_started_servers(embedded_dirs(sf.config, sample)):  # Ctrl-C stops what this started
+            config = _sample(sf.config, sample) if sample else sf.config
+            url = start_serving(config, host or sf.host, port or sf.port, ray_address, name=sf.name)
+            typer.echo(f"PriorSight is serving at {url}  (examiner page: {url}/, API docs: {url}/docs, "
+                       f"metrics: {url}/metrics)")
+            if example and KeyStore(config.security).enabled and not client_headers():
+                typer.echo("API keys are on: no example query (set PRIORSIGHT_API_KEY to run one).")
+            elif example:
+                ex = example_query(url, resolve_paths(config).manifest)
+                typer.echo(json.dumps({"query_drawing": ex["query_drawing"],
+                                       "top": [(p["patent_id"], round(p["score"], 3))
+                                               for p in ex["response"]["results"]],
+                                       "latency_ms": ex["response"]["record"]["latency_ms"]}))
+            typer.echo("Ctrl-C stops serving.")
+            try:
+                _block_until_interrupted()
+            finally:
+                serve.shutdown()
 
     @bench_app.command("serve")
     def bench_serve_cmd(
@@ -366,24 +395,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ray import serve
 
         from priorsight.bench import markdown_table, record
-        from priorsight.milvus import EmbeddedMilvus
 
         if sample:  # one sample (corpus, checkpoint, index) per architecture
             sample = sample / Path(model).stem
         sf = read_serve_file(config_file)
-        dirs = [sample.resolve() / "milvus"] if sample else [
-            s.milvus.data_dir for s in resolve_paths(sf.config).sources if s.milvus.target == "embedded"]
-        running_before = {d for d in dirs if EmbeddedMilvus(d).status().running}
-        config = resolve_paths(_sample(sf.config, sample, model) if sample else sf.config)
-        try:
+        with stop_started_servers(embedded_dirs(sf.config, sample)):
+            config = resolve_paths(_sample(sf.config, sample, model) if sample else sf.config)
             url = start_serving(config, "127.0.0.1", port)
             try:
                 res = bench_serve(url, config, queries, warmup)
             finally:
                 serve.shutdown()
-        finally:  # stop only the Milvus servers this benchmark started
-            for d in set(dirs) - running_before:
-                EmbeddedMilvus(d).stop()
         rows = [{"path": "HTTP /v1/search (Ray Serve)", **res["http"]},
                 {"path": "in-process preprocess + embed + search", **res["in_process"]}]
         md = (markdown_table(rows, ["path", "p50_ms", "p99_ms", "mean_ms"])

@@ -330,3 +330,22 @@ def test_embedded_server_end_to_end(embedded):
     assert not server.state_file.exists()
     assert not server.status().running
     assert not server.stop()  # already stopped
+
+
+@pytest.mark.slow
+def test_serve_commands_stop_only_the_servers_they_started(embedded):
+    """`priorsight serve` / `bench serve` stop, on exit (Ctrl-C included), the embedded Milvus
+    they started, and leave one that was running before."""
+    from services.commands import stop_started_servers
+
+    server, _ = embedded
+    server.stop()
+    with pytest.raises(KeyboardInterrupt), stop_started_servers([server.data_dir]):
+        assert server.start().running
+        raise KeyboardInterrupt
+    assert not server.status().running
+    server.start()
+    with stop_started_servers([server.data_dir]):
+        pass
+    assert server.status().running
+    assert server.stop()
