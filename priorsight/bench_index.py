@@ -243,23 +243,6 @@ def reusable(client: Any, alias: str, rows: int, model_version: str, config: Mil
     return name if same else None
 
 
-def add_scalar_indexes(client: Any, name: str) -> list[str]:
-    """Give a collection the filter fields' scalar indexes it lacks (released while they are
-    built, then loaded again); returns the fields indexed here."""
-    from priorsight import milvus as pm
-
-    have = set(client.list_indexes(name))
-    missing = {f: t for f, t in pm.SCALAR_INDEXES.items() if f not in have}
-    if missing:
-        client.release_collection(name)
-        params = client.prepare_index_params()
-        for field_name, index_type in missing.items():
-            params.add_index(field_name, index_type=index_type, index_name=field_name)
-        client.create_index(name, params, timeout=600)
-        client.load_collection(name, timeout=600)
-    return sorted(missing)
-
-
 def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256, n_queries: int = 1000, k: int = 10,
                     efs: tuple[int, ...] = (16, 32, 64, 128, 256), batch: int = 10_000, seed: int = 0,
                     keep: bool = False, reuse: bool = False, target_recall: float = 0.97,
@@ -295,7 +278,7 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         if reused:
             log.info("reusing the kept collection %s (same vectors and HNSW parameters)", reused)
             if config.scalar_indexes:
-                log.info("scalar indexes added: %s", add_scalar_indexes(client, name) or "none")
+                log.info("scalar indexes added: %s", pm.add_scalar_indexes(client, name, timeout=600) or "none")
             client.load_collection(name, timeout=600)
             build: dict[str, Any] = {"reused_collection": reused}
         else:

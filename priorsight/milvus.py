@@ -50,7 +50,8 @@ from priorsight.records import VIEWS, normalise_locarno
 __all__ = [
     "MilvusConfig", "MilvusUnavailable", "EmbeddedMilvus", "ServerStatus", "Filter", "Hit",
     "VersionInfo", "connect", "create_drawing_collection", "next_version_name", "list_versions",
-    "create_indexes", "live_collection", "swap_alias", "drop_version", "build_filter", "grant_date_int",
+    "create_indexes", "add_scalar_indexes", "live_collection", "swap_alias", "drop_version", "build_filter",
+    "grant_date_int",
     "drawing_row", "upsert_drawings", "search", "collection_rows", "METRIC", "VECTOR_FIELD",
     "OUTPUT_FIELDS",
 ]
@@ -499,11 +500,28 @@ def create_indexes(client: MilvusClient, name: str, config: MilvusConfig, lite: 
         params.add_index(VECTOR_FIELD, index_type="AUTOINDEX", metric_type=METRIC)
     else:
         if config.scalar_indexes:
-            for field_name, index_type in SCALAR_INDEXES.items():
-                params.add_index(field_name, index_type=index_type, index_name=field_name)
+            _add_scalar_params(params, SCALAR_INDEXES)
         params.add_index(VECTOR_FIELD, index_type="HNSW", metric_type=METRIC,
                          params={"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction})
     client.create_index(name, params, timeout=config.timeout_s)
+
+
+def _add_scalar_params(params: Any, fields: dict[str, str]) -> None:
+    for field_name, index_type in fields.items():
+        params.add_index(field_name, index_type=index_type, index_name=field_name)
+
+
+def add_scalar_indexes(client: MilvusClient, name: str, timeout: float | None = None) -> list[str]:
+    """Give an existing server collection the :data:`SCALAR_INDEXES` it lacks (it is released
+    for that: load it again afterwards); returns the fields indexed here."""
+    have = set(client.list_indexes(name))
+    missing = {f: t for f, t in SCALAR_INDEXES.items() if f not in have}
+    if missing:
+        client.release_collection(name)
+        params = client.prepare_index_params()
+        _add_scalar_params(params, missing)
+        client.create_index(name, params, timeout=timeout)
+    return sorted(missing)
 
 
 def collection_rows(client: MilvusClient, name: str) -> int:
