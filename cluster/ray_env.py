@@ -23,14 +23,20 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Environment of every Ray worker process (see docs stack.md: CPU models 3x slower without).
-WORKER_ENV: dict[str, str] = {
+#: glibc and OpenMP settings that keep CPU models fast; read at process start only, so they go in
+#: the environment of the processes that run a model (see docs stack.md: CNNs 3x slower without).
+CPU_ENV: dict[str, str] = {
     "MALLOC_MMAP_THRESHOLD_": "4294967296",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
     "MALLOC_ARENA_MAX": "1",  # one arena: worker threads (Ray Data UDFs) get the same fast buffers
     # OpenMP threads spin ~10 ms after each parallel region by default, taking a core from the
-    # processes beside them (decoding, the ingress, Milvus): ~0.3 ms instead (docs/benchmarks.md)
+    # processes beside them (decoding, the ingress, Milvus): ~0.4 ms instead (docs/serving.md)
     "GOMP_SPINCOUNT": "10000",
+}
+
+#: Environment of every Ray worker process.
+WORKER_ENV: dict[str, str] = {
+    **CPU_ENV,
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",

@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image, ImageDraw
 
+from cluster.ray_env import CPU_ENV
 from priorsight.manifest import DRAWING_SCHEMA, MANIFEST_FILE
 from training.augment import AugmentConfig
 from training.losses import LossConfig
@@ -28,11 +29,9 @@ from training.train import (
     run_training,
 )
 
-# spawned ranks start a fresh interpreter: give them the malloc settings (docs/stack.md)
-os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "4294967296")
-os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "68719476736")
-os.environ.setdefault("MALLOC_ARENA_MAX", "1")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+# spawned ranks start a fresh interpreter: give them the malloc and OpenMP settings (docs/stack.md)
+for _key, _value in CPU_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 SHAPES = {"06-01": "box", "07-02": "circle", "26-03": "cross", "28-03": "triangle"}
 

@@ -11,21 +11,20 @@ from pathlib import Path
 
 import typer
 
-#: glibc settings that keep CNN inference fast (must be in the environment at process start)
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736",
-              "MALLOC_ARENA_MAX": "1", "GOMP_SPINCOUNT": "10000"}
-
 
 def _ensure_malloc_env(command: str) -> None:
-    """Re-execute this command with the malloc settings when they are missing (they only take
-    effect at process start; see ../shared/docs/stack.md). Only when this process was started
-    as that command line (not, e.g., inside a test runner)."""
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()) or os.environ.get("PRIORSIGHT_NO_REEXEC"):
+    """Re-execute this command with the CPU settings (``cluster.ray_env.CPU_ENV``: malloc and
+    OpenMP) when they are missing (they only take effect at process start; see
+    ../shared/docs/stack.md). Only when this process was started as that command line (not,
+    e.g., inside a test runner)."""
+    from cluster.ray_env import CPU_ENV
+
+    if all(os.environ.get(k) == v for k, v in CPU_ENV.items()) or os.environ.get("PRIORSIGHT_NO_REEXEC"):
         return
     if command not in sys.argv[1:]:
-        logging.getLogger(__name__).warning("MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ unset: the CNN runs slower")
+        logging.getLogger(__name__).warning("%s unset: the CNN runs slower", "/".join(CPU_ENV))
         return
-    env = {**os.environ, **MALLOC_ENV, "PRIORSIGHT_NO_REEXEC": "1"}
+    env = {**os.environ, **CPU_ENV, "PRIORSIGHT_NO_REEXEC": "1"}
     os.execve(sys.executable, [sys.executable, "-c", "from priorsight.cli import app; app()", *sys.argv[1:]], env)
 
 
