@@ -13,7 +13,7 @@ export MALLOC_TRIM_THRESHOLD_ := 68719476736
 # mmaps those buffers anyway: one arena for all threads (docs/benchmarks.md, embed)
 export MALLOC_ARENA_MAX := 1
 # OpenMP (torch's libgomp) threads spin ~10 ms after every parallel region by default, holding a
-# core the other processes need (Milvus, Serve's other replicas, Ray Data): spin ~0.3 ms
+# core the other processes need (Milvus, Serve's other replicas, Ray Data): spin ~0.4 ms (docs/serving.md)
 export GOMP_SPINCOUNT := 10000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
