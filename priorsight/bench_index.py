@@ -215,7 +215,7 @@ def _build(client: Any, name: str, corpus: SyntheticCorpus, config: MilvusConfig
             raise RuntimeError(f"index build failed: {info}")
         time.sleep(1.0)
     index_s = time.perf_counter() - t
-    log.info("HNSW built in %.1f s", index_s)
+    log.info("%s built in %.1f s", config.index_type, index_s)
     t = time.perf_counter()
     client.load_collection(name, timeout=600)
     return {"upsert_s": upsert_s, "insert_and_flush_s": insert_s, "insert_rows_per_s": rows / insert_s,
@@ -224,7 +224,7 @@ def _build(client: Any, name: str, corpus: SyntheticCorpus, config: MilvusConfig
 
 def reusable(client: Any, alias: str, rows: int, model_version: str, config: MilvusConfig) -> str | None:
     """The collection behind ``alias`` if a kept run (``--keep``) built it from the same
-    vectors (rows, dimension and seed) with the same HNSW parameters; else None."""
+    vectors (rows, dimension and seed) with the same vector index and parameters; else None."""
     import json
 
     from priorsight import milvus as pm
@@ -237,22 +237,23 @@ def reusable(client: Any, alias: str, rows: int, model_version: str, config: Mil
     except ValueError:
         return None
     info = client.describe_index(name, pm.VECTOR_FIELD) or {}
+    index_type, params = pm.vector_index(config, rows)
     same = (desc.get("model_version") == model_version and pm.collection_rows(client, name) == rows
-            and info.get("index_type") == "HNSW" and int(info.get("M", -1)) == config.hnsw_m
-            and int(info.get("efConstruction", -1)) == config.hnsw_ef_construction)
+            and info.get("index_type") == index_type and all(int(info.get(p, -1)) == v for p, v in params.items()))
     return name if same else None
 
 
 def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256, n_queries: int = 1000, k: int = 10,
-                    efs: tuple[int, ...] = (16, 32, 64, 128, 256), batch: int = 10_000, seed: int = 0,
+                    breadths: tuple[int, ...] = (16, 32, 64, 128, 256), batch: int = 10_000, seed: int = 0,
                     keep: bool = False, reuse: bool = False, target_recall: float = 0.97,
                     command: str = "priorsight bench index", record: bool = True,
                     settle_timeout_s: float = 900.0) -> dict[str, Any]:
     """Run the benchmark against the embedded server (started here if it is not running, and
-    stopped again at the end in that case). ``keep`` keeps the collection (behind the alias
-    ``bench_drawings``); ``reuse`` searches such a kept collection instead of building another
-    when it holds the same vectors and HNSW parameters (build figures are then those of the run
-    that built it, not measured again). Returns the results (also recorded)."""
+    stopped again at the end in that case). ``breadths``: the search breadths swept (HNSW's ef,
+    or SCANN's nprobe with the configured ``search_reorder_k``). ``keep`` keeps the collection
+    (behind the alias ``bench_drawings``); ``reuse`` searches such a kept collection instead of
+    building another when it holds the same vectors and index parameters (build figures are then
+    those of the run that built it, not measured again). Returns the results (also recorded)."""
     from priorsight import milvus as pm
 
     if config.target != "embedded":
@@ -276,7 +277,7 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         log.info("generated %d synthetic vectors in %.1f s (%d patents, %d classes)", rows, gen_s,
                  len(corpus.patent_centres), len(corpus.classes))
         if reused:
-            log.info("reusing the kept collection %s (same vectors and HNSW parameters)", reused)
+            log.info("reusing the kept collection %s (same vectors and index parameters)", reused)
             if config.scalar_indexes:
                 log.info("scalar indexes added: %s", pm.add_scalar_indexes(client, name, timeout=600) or "none")
             client.load_collection(name, timeout=600)
@@ -301,23 +302,26 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
 
         quiesce_s, idle_cores = wait_until_idle(milvus_pid, timeout_s=settle_timeout_s)
         log.info("milvus settled after %.0f s (%.2f cores in the last window)", quiesce_s, idle_cores)
+        index_type, index_params = pm.vector_index(config, rows)  # what was built (or reused: the same)
+        knob = "nprobe" if index_type == "SCANN" else "ef"
         for q in queries[:50]:  # warm-up
-            pm.search(client, alias, q, k=k, ef=efs[0])
+            pm.search(client, alias, q, k=k, params=pm.search_params(config, k, **{knob: breadths[0]}))
         sweep = []
-        for ef in efs:
+        for breadth in breadths:
+            params = pm.search_params(config, k, **{knob: breadth})
             for filtered in (False, True):
                 lat, rec = [], []
                 cpu0, wall0 = cpu_seconds(milvus_pid), time.perf_counter()
                 for qi in range(n_queries):
                     t0 = time.perf_counter()
-                    hits = pm.search(client, alias, queries[qi], k=k, ef=ef, filter=filters[qi] if filtered else None,
-                                     output_fields=[])[0]
+                    hits = pm.search(client, alias, queries[qi], k=k, params=params,
+                                     filter=filters[qi] if filtered else None, output_fields=[])[0]
                     lat.append((time.perf_counter() - t0) * 1000)
                     got = {_row_of(h.drawing_id) for h in hits}
                     want = (truth_f if filtered else truth)[qi]
                     rec.append(len(got & want) / len(want))
                 milvus_cores = (cpu_seconds(milvus_pid) - cpu0) / (time.perf_counter() - wall0)
-                row = {"ef": ef, "filter": "locarno_class" if filtered else "none",
+                row = {knob: breadth, "filter": "locarno_class" if filtered else "none",
                        f"recall@{k}": float(np.mean(rec)), **_percentiles(lat), "milvus_cores": milvus_cores}
                 log.info("%s", row)
                 sweep.append(row)
@@ -343,8 +347,8 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         "vectors": "synthetic clustered mixture (Zipf classes > patents > views + noise, L2-normalised)",
         "classes": len(corpus.classes), "patents": int(len(corpus.patent_centres)),
         "largest_class_share": float(class_share.max()), "median_class_share": float(np.median(class_share)),
-        "index": {"type": "HNSW", "M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction,
-                  "metric": pm.METRIC, "partition_key": config.partition_key,
+        "index": {"type": index_type, **index_params, "search_knob": knob,
+                  **({"reorder_k": config.search_reorder_k} if knob == "nprobe" else {}), "metric": pm.METRIC, "partition_key": config.partition_key,
                   "num_partitions": config.num_partitions if config.partition_key else None,
                   "scalar_indexes": {f: pm.SCALAR_INDEXES[f] for f in scalar}},
         "consistency_level": config.consistency_level,
@@ -355,8 +359,8 @@ def run_index_bench(config: MilvusConfig, rows: int = 1_000_000, dim: int = 256,
         "sweep": sweep, "target_recall": target_recall,
         "chosen_unfiltered": chosen("none"), "chosen_filtered": chosen("locarno_class"),
     }
-    if record:
-        bench.record("index", results, _markdown(results), command)
+    if record:  # a --reuse run has its own section: the build's figures stay
+        bench.record("index-reused" if reused else "index", results, _markdown(results), command)
     return results
 
 
@@ -369,16 +373,18 @@ def _markdown(r: dict[str, Any]) -> str:
     reused = r.get("reused_collection")
     summary = [{
         "rows": r["rows"], "dim": r["dim"], "insert rows/s": r.get("insert_rows_per_s", "—"),
-        "insert+flush s": r.get("insert_and_flush_s", "—"), "HNSW build s": r.get("index_build_s", "—"),
+        "insert+flush s": r.get("insert_and_flush_s", "—"), "index build s": r.get("index_build_s", "—"),
         "load s": r.get("load_s", "—"),
         "milvus RSS peak MiB": r["milvus_rss_peak_mib"], "RSS after search MiB": r["milvus_rss_after_search_mib"],
     }]
     idx = r["index"]
+    knob = idx.get("search_knob", "ef")
+    params = " ".join(f"{p}={idx[p]}" for p in ("M", "efConstruction", "nlist", "reorder_k") if p in idx)
     scalar = idx.get("scalar_indexes") or {}
     lines = [
         f"Embedded Milvus 2.3.5 standalone; {r['vectors']}: {r['classes']} Locarno classes "
         f"(largest {r['largest_class_share']:.1%} of rows, median {r['median_class_share']:.2%}), "
-        f"{r['patents']:,} patents. Index {idx['type']} M={idx['M']} efConstruction={idx['efConstruction']} "
+        f"{r['patents']:,} patents. Index {idx['type']} {params} "
         f"{idx['metric']}, " + (f"locarno_class partition key ({idx['num_partitions']} partitions), " if idx['partition_key']
                           else "no partition key (filters are expressions), ") +
         ("scalar indexes " + ", ".join(f"{f} {t}" for f, t in scalar.items()) + ", " if scalar
@@ -396,13 +402,13 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r.get('quiesce_s', 0):.0f} s of waiting until it used < 0.15 cores; `milvus_cores`: its CPU use "
         f"while the sweep row ran.",
         "",
-        bench.markdown_table(r["sweep"], ["ef", "filter", f"recall@{k}", "p50_ms", "p99_ms", "mean_ms",
+        bench.markdown_table(r["sweep"], [knob, "filter", f"recall@{k}", "p50_ms", "p99_ms", "mean_ms",
                                           "milvus_cores"]),
     ]
     for label, c in (("unfiltered", r["chosen_unfiltered"]), ("Locarno-filtered", r["chosen_filtered"])):
         if c:
-            lines.append(f"- {label}: smallest ef with recall@{k} >= {r['target_recall']}: ef={c['ef']} "
+            lines.append(f"- {label}: smallest {knob} with recall@{k} >= {r['target_recall']}: {knob}={c[knob]} "
                          f"(recall {c[f'recall@{k}']:.3f}, p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms)")
         else:
-            lines.append(f"- {label}: no ef in the sweep reached recall@{k} >= {r['target_recall']}")
+            lines.append(f"- {label}: no {knob} in the sweep reached recall@{k} >= {r['target_recall']}")
     return "\n".join(lines) + "\n"

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,8 @@ from priorsight.records import VIEWS, normalise_locarno
 __all__ = [
     "MilvusConfig", "MilvusUnavailable", "EmbeddedMilvus", "ServerStatus", "Filter", "Hit",
     "VersionInfo", "connect", "create_drawing_collection", "next_version_name", "list_versions",
-    "create_indexes", "add_scalar_indexes", "live_collection", "swap_alias", "drop_version", "build_filter",
-    "grant_date_int",
+    "create_indexes", "add_scalar_indexes", "vector_index", "search_params", "live_collection",
+    "swap_alias", "drop_version", "build_filter", "grant_date_int",
     "drawing_row", "upsert_drawings", "search", "collection_rows", "METRIC", "VECTOR_FIELD",
     "OUTPUT_FIELDS",
 ]
@@ -449,8 +449,8 @@ def create_drawing_collection(client: MilvusClient, name: str, dim: int, config:
     Fields: ``drawing_id`` VARCHAR primary key; ``patent_id``, ``locarno_class`` (partition key
     if ``config.partition_key``), ``view``, ``grant_date`` (INT64 YYYYMMDD, 0 = unknown),
     ``source``, ``model_version``; ``embedding`` FLOAT_VECTOR(dim), COSINE. Indexes
-    (:func:`create_indexes`): HNSW (``hnsw_m``, ``hnsw_ef_construction``) and the filter
-    fields' scalar indexes on a server, AUTOINDEX on Lite. With ``build_index=False`` no index is
+    (:func:`create_indexes`): ``index_type`` (HNSW or SCANN, :func:`vector_index`) and the
+    filter fields' scalar indexes on a server, AUTOINDEX on Lite. With ``build_index=False`` no index is
     created (bulk loads: insert, flush, then :func:`create_indexes`)."""
     if client.has_collection(name):
         raise ValueError(f"collection {name} already exists")
@@ -490,10 +490,10 @@ def _check_partition_key_support(client: MilvusClient) -> None:
 
 
 def create_indexes(client: MilvusClient, name: str, config: MilvusConfig, lite: bool | None = None) -> None:
-    """The vector index (HNSW on a server, AUTOINDEX on Lite) and, on a server with
-    ``config.scalar_indexes``, the filter fields' :data:`SCALAR_INDEXES`. Each call waits for
-    its index; the scalar ones (seconds) go first, or they would queue behind the HNSW segment
-    rebuilds that follow a bulk load (minutes)."""
+    """The vector index (:func:`vector_index` on a server, AUTOINDEX on Lite) and, on a server
+    with ``config.scalar_indexes``, the filter fields' :data:`SCALAR_INDEXES`. Each call waits for
+    its index; the scalar ones (seconds) go first, or they would queue behind the vector index's
+    segment rebuilds that follow a bulk load (minutes)."""
     lite = config.target == "lite" if lite is None else lite
     params = client.prepare_index_params()
     if lite:
@@ -501,9 +501,31 @@ def create_indexes(client: MilvusClient, name: str, config: MilvusConfig, lite: 
     else:
         if config.scalar_indexes:
             _add_scalar_params(params, SCALAR_INDEXES)
-        params.add_index(VECTOR_FIELD, index_type="HNSW", metric_type=METRIC,
-                         params={"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction})
+        rows = collection_rows(client, name) if config.index_type == "auto" else 0
+        index_type, index_params = vector_index(config, rows)
+        params.add_index(VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=index_params)
+        log.info("%s: %s index %s", name, index_type, index_params)
     client.create_index(name, params, timeout=config.timeout_s)
+
+
+def vector_index(config: MilvusConfig, rows: int = 0) -> tuple[str, dict[str, int]]:
+    """Type and build parameters of the server vector index for a collection of ``rows`` rows
+    (``config.index_type``; ``auto``: SCANN from ``config.scann_min_rows`` rows, else HNSW)."""
+    index_type = config.index_type
+    if index_type == "auto":
+        index_type = "SCANN" if rows >= config.scann_min_rows else "HNSW"
+    if index_type == "SCANN":
+        return "SCANN", {"nlist": config.scann_nlist}
+    return "HNSW", {"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction}
+
+
+def search_params(config: MilvusConfig, k: int, ef: int | None = None, nprobe: int | None = None
+                  ) -> dict[str, int]:
+    """Search parameters for top-``k``: HNSW's ``ef`` and SCANN's ``nprobe`` + ``reorder_k``, all
+    of them (each index reads its own, so the caller need not know which one a collection has),
+    raised to what ``k`` needs; ``ef`` / ``nprobe`` override the configured ones."""
+    return {"ef": max(ef or config.search_ef, k), "nprobe": nprobe or config.search_nprobe,
+            "reorder_k": max(config.search_reorder_k, k)}
 
 
 def _add_scalar_params(params: Any, fields: dict[str, str]) -> None:
@@ -730,10 +752,12 @@ class Hit:
 
 
 def search(client: MilvusClient, collection: str, vectors: np.ndarray | Sequence[Sequence[float]], k: int = 10,
-           filter: Filter | None = None, ef: int = 64, output_fields: Sequence[str] | None = None,
-           timeout: float | None = None, consistency_level: str | None = None) -> list[list[Hit]]:
+           filter: Filter | None = None, params: Mapping[str, int] | None = None,
+           output_fields: Sequence[str] | None = None, timeout: float | None = None,
+           consistency_level: str | None = None) -> list[list[Hit]]:
     """Top-``k`` drawings per query vector (COSINE), optionally restricted by a
-    :func:`build_filter` expression; ``ef`` is HNSW's search breadth (raised to ``k``)."""
+    :func:`build_filter` expression; ``params``: the index's search breadth
+    (:func:`search_params`; default: those of a default :class:`MilvusConfig`)."""
     if filter is not None and not isinstance(filter, Filter):
         raise TypeError("filter must come from build_filter() (raw strings are not accepted)")
     arr = np.asarray(vectors, dtype=np.float32)
@@ -744,7 +768,8 @@ def search(client: MilvusClient, collection: str, vectors: np.ndarray | Sequence
         kwargs["consistency_level"] = consistency_level
     res = client.search(collection, data=arr.tolist(), limit=k, filter=str(filter or ""),
                         output_fields=list(output_fields) if output_fields is not None else None,
-                        search_params={"metric_type": METRIC, "params": {"ef": max(ef, k)}},
+                        search_params={"metric_type": METRIC,
+                                       "params": dict(params) if params is not None else search_params(MilvusConfig(), k)},
                         anns_field=VECTOR_FIELD, timeout=timeout, **kwargs)
     out = []
     for hits in res:

@@ -89,15 +89,18 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         dim: int = typer.Option(256, help="Vector dimension."),
         queries: int = typer.Option(1000, help="Queries for latency and recall."),
         k: int = typer.Option(10, help="Top-k."),
-        efs: str = typer.Option("16,32,64,128,256", help="HNSW ef values to sweep (comma-separated)."),
+        efs: str = typer.Option("16,32,64,128,256", "--breadths", "--efs",
+                                help="Search breadths to sweep (comma-separated): HNSW's ef, or SCANN's nprobe."),
+        index_type: str | None = typer.Option(None, "--index-type",
+                                              help="auto, HNSW or SCANN (default: milvus.index_type)."),
         batch: int = typer.Option(10_000, help="Upsert batch size."),
         seed: int = typer.Option(0),
         keep: bool = typer.Option(False, help="Keep the benchmark collection (default: drop it)."),
         reuse: bool = typer.Option(False, help="Search the collection a --keep run built (same --rows, --dim, "
-                                                "--seed and HNSW settings) instead of building one."),
+                                                "--seed and index settings) instead of building one."),
         data_dir: Path | None = data_dir_opt,
     ) -> None:
-        """Index N synthetic embeddings into the embedded server; insert rate, HNSW build, RSS,
+        """Index N synthetic embeddings into the embedded server; insert rate, index build, RSS,
         latency p50/p99 with/without a Locarno filter, recall@k vs exact search."""
         from pymilvus import MilvusException
 
@@ -106,13 +109,18 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from priorsight.milvus import MilvusUnavailable
 
         cfg = _milvus_config(ctx, data_dir)
+        if index_type is not None:
+            chosen = "auto" if index_type.lower() == "auto" else index_type.upper()
+            if chosen not in ("auto", "HNSW", "SCANN"):
+                fail(f"--index-type must be auto, HNSW or SCANN, got {index_type!r}")
+            cfg = cfg.model_copy(update={"index_type": chosen})
         try:
             ef_list = tuple(sorted({int(x) for x in efs.split(",") if x.strip()}))
         except ValueError:
-            fail(f"--efs must be comma-separated integers, got {efs!r}")
+            fail(f"--breadths must be comma-separated integers, got {efs!r}")
         command = "priorsight " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         try:
-            r = run_index_bench(cfg, rows=rows, dim=dim, n_queries=queries, k=k, efs=ef_list, batch=batch,
+            r = run_index_bench(cfg, rows=rows, dim=dim, n_queries=queries, k=k, breadths=ef_list, batch=batch,
                                 seed=seed, keep=keep, reuse=reuse, command=command)
         except (MilvusUnavailable, MilvusException, ValueError) as exc:
             fail(str(exc), code=1)
@@ -120,8 +128,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             typer.echo(f"searched the kept collection {r['reused_collection']}, "
                        f"milvus RSS peak {r['milvus_rss_peak_mib']:.0f} MiB")
         else:
-            typer.echo(f"insert {r['insert_rows_per_s']:,.0f} rows/s, HNSW build {r['index_build_s']:.1f} s, "
+            typer.echo(f"insert {r['insert_rows_per_s']:,.0f} rows/s, {r['index']['type']} build {r['index_build_s']:.1f} s, "
                        f"milvus RSS peak {r['milvus_rss_peak_mib']:.0f} MiB")
+        knob = r["index"]["search_knob"]
         for row in r["sweep"]:
-            typer.echo(f"  ef={row['ef']:<4} filter={row['filter']:<13} recall@{k}={row[f'recall@{k}']:.3f} "
+            typer.echo(f"  {knob}={row[knob]:<4} filter={row['filter']:<13} recall@{k}={row[f'recall@{k}']:.3f} "
                        f"p50={row['p50_ms']:.2f} ms p99={row['p99_ms']:.2f} ms")

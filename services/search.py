@@ -36,6 +36,7 @@ from priorsight.milvus import (
     list_versions,
     live_collection,
     search,
+    search_params,
     swap_alias,
 )
 from services.fusion import (
@@ -270,7 +271,7 @@ class FanOutSearcher:
              ) -> tuple[list[list[Any]], float]:
         t0 = time.perf_counter()
         hits = self._client_call(source, lambda c: search(
-            c, self.collection_of(source), vectors, k=limit, filter=filter, ef=source.milvus.search_ef,
+            c, self.collection_of(source), vectors, k=limit, filter=filter, params=search_params(source.milvus, limit),
             output_fields=OUTPUT_FIELDS, timeout=source.timeout_s))
         return hits, time.perf_counter() - t0
 

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from pydantic import ValidationError
 
 from priorsight.config import MilvusConfig
 from priorsight.milvus import (
@@ -20,14 +21,17 @@ from priorsight.milvus import (
     collection_rows,
     connect,
     create_drawing_collection,
+    create_indexes,
     drop_version,
     grant_date_int,
     list_versions,
     live_collection,
     next_version_name,
     search,
+    search_params,
     swap_alias,
     upsert_drawings,
+    vector_index,
 )
 from priorsight.records import VIEWS
 
@@ -108,6 +112,22 @@ def test_drawing_row_from_record():
     assert row["grant_date"] == 20210309 and row["locarno_class"] == "28-03" and row["view"] == "top"
     assert row["drawing_id"] == "USD900001-2" and len(row["embedding"]) == DIM
     assert drawing_row(Drawing("a", "p", "u", "s"), np.zeros(DIM), "m1")["grant_date"] == 0
+
+
+def test_index_and_search_params_of_both_index_types():
+    cfg = MilvusConfig(search_ef=32, search_nprobe=8, search_reorder_k=50)
+    assert cfg.index_type == "auto" and cfg.scann_min_rows == 100_000
+    assert vector_index(cfg, 99_999) == ("HNSW", {"M": 32, "efConstruction": 200})
+    assert vector_index(cfg, 100_000) == ("SCANN", {"nlist": 1024})
+    assert vector_index(cfg.model_copy(update={"index_type": "HNSW"}), 10**7)[0] == "HNSW"
+    assert vector_index(cfg.model_copy(update={"index_type": "SCANN", "scann_nlist": 64}), 0) == ("SCANN", {"nlist": 64})
+    # every search carries both indexes' parameters, raised to what k needs
+    assert search_params(cfg, 10) == {"ef": 32, "nprobe": 8, "reorder_k": 50}
+    assert search_params(cfg, 100) == {"ef": 100, "nprobe": 8, "reorder_k": 100}
+    assert search_params(cfg, 10, ef=200) == {"ef": 200, "nprobe": 8, "reorder_k": 50}
+    assert search_params(cfg, 10, nprobe=16) == {"ef": 32, "nprobe": 16, "reorder_k": 50}
+    with pytest.raises(ValidationError):
+        MilvusConfig(index_type="IVF_PQ")
 
 
 def test_search_rejects_raw_filter_strings(lite):
@@ -231,7 +251,7 @@ def test_index_bench_keeps_and_reuses_its_collection(embedded):
 
     server, _ = embedded
     cfg = MilvusConfig(target="embedded", data_dir=server.data_dir, hnsw_m=8, hnsw_ef_construction=64)
-    common = dict(rows=3000, dim=32, n_queries=60, efs=(16, 64), keep=True, record=False, settle_timeout_s=20)
+    common = dict(rows=3000, dim=32, n_queries=60, breadths=(16, 64), keep=True, record=False, settle_timeout_s=20)
     first = run_index_bench(cfg.model_copy(update={"scalar_indexes": False}), **common)
     assert "reused_collection" not in first and first["insert_rows_per_s"] > 0
     assert first["index"]["scalar_indexes"] == {}
@@ -250,6 +270,71 @@ def test_index_bench_keeps_and_reuses_its_collection(embedded):
     for a, b in zip(first["sweep"], second["sweep"], strict=True):
         assert (a["ef"], a["filter"]) == (b["ef"], b["filter"])
         assert b["recall@10"] >= 0.9 and abs(a["recall@10"] - b["recall@10"]) <= 0.05
+    client.drop_alias("bench_drawings")
+    client.drop_collection(name)
+    client.close()
+
+
+@pytest.mark.slow
+def test_scann_index_on_the_embedded_server(embedded):
+    """``index_type: SCANN`` is built with its nlist and found by its search parameters; the
+    parameters of either configured type search a collection of the other (an alias may swap
+    from HNSW to SCANN); ``auto`` picks SCANN from ``scann_min_rows``; ``bench index`` then sweeps
+    nprobe and does not reuse a collection of another index type."""
+    from priorsight.bench_index import reusable, run_index_bench
+
+    server, _ = embedded
+    hnsw = MilvusConfig(target="embedded", data_dir=server.data_dir, consistency_level="Strong",
+                        index_type="HNSW", hnsw_m=8, hnsw_ef_construction=64)
+    scann = hnsw.model_copy(update={"index_type": "SCANN", "scann_nlist": 16, "search_nprobe": 16})
+    client = connect(scann)
+    rows = make_rows(3000, "m1")
+    vecs = np.array([r["embedding"] for r in rows], np.float32)
+    for name, cfg in (("scann_v1", scann), ("hnsw_v1", hnsw)):
+        create_drawing_collection(client, name, DIM, cfg, model_version="m1", build_index=False)
+        upsert_drawings(client, name, rows, batch_size=1000)
+        client.flush(name)
+        create_indexes(client, name, cfg)
+        deadline = time.monotonic() + 60
+        while client.describe_index(name, "embedding").get("indexed_rows", 0) < len(rows):
+            assert time.monotonic() < deadline, client.describe_index(name, "embedding")
+            time.sleep(0.5)
+        client.load_collection(name)
+    index = client.describe_index("scann_v1", "embedding")
+    assert index["index_type"] == "SCANN" and int(index["nlist"]) == 16 and index["metric_type"] == "COSINE"
+    assert client.describe_index("hnsw_v1", "embedding")["index_type"] == "HNSW"
+
+    rng = np.random.default_rng(5)
+    queries = vecs[:40] + 0.3 * rng.standard_normal((40, DIM)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
+    for name in ("scann_v1", "hnsw_v1"):
+        for cfg in (scann, hnsw):
+            found = search(client, name, queries, k=10, params=search_params(cfg, 10))
+            recall = np.mean([len({int(h.drawing_id[1:]) for h in hits} & set(want.tolist())) / 10
+                              for hits, want in zip(found, exact, strict=True)])
+            assert recall >= 0.9, (name, cfg.index_type, recall)
+    f = build_filter(locarno_classes=["02-03"])
+    hits = search(client, "scann_v1", queries[0], k=10, filter=f, params=search_params(scann, 10),
+                  output_fields=OUTPUT_FIELDS)[0]
+    assert len(hits) == 10 and all(h.fields["locarno_class"] == "02-03" for h in hits)
+    for name in ("scann_v1", "hnsw_v1"):
+        client.drop_collection(name)
+
+    auto = scann.model_copy(update={"index_type": "auto", "scann_min_rows": 2000})  # 3000 rows: SCANN
+    r = run_index_bench(auto, rows=3000, dim=32, n_queries=60, breadths=(1, 16), keep=True, record=False,
+                        settle_timeout_s=20)
+    assert r["index"]["type"] == "SCANN" and r["index"]["nlist"] == 16 and r["index"]["search_knob"] == "nprobe"
+    assert [(row["nprobe"], row["filter"]) for row in r["sweep"]] == [
+        (1, "none"), (1, "locarno_class"), (16, "none"), (16, "locarno_class")]
+    assert all(row["recall@10"] >= 0.9 for row in r["sweep"] if row["nprobe"] == 16)
+    name = live_collection(client, "bench_drawings")
+    assert client.describe_index(name, "embedding")["index_type"] == "SCANN"
+    assert reusable(client, "bench_drawings", 3000, "synthetic-32d-seed0", auto) == name
+    assert reusable(client, "bench_drawings", 3000, "synthetic-32d-seed0", scann) == name
+    assert reusable(client, "bench_drawings", 3000, "synthetic-32d-seed0", hnsw) is None
+    assert reusable(client, "bench_drawings", 3000, "synthetic-32d-seed0",
+                    scann.model_copy(update={"scann_nlist": 32})) is None
     client.drop_alias("bench_drawings")
     client.drop_collection(name)
     client.close()
@@ -284,13 +369,13 @@ def test_embedded_server_end_to_end(embedded):
     swap_alias(client, "drawings", "drawings_v1")
 
     q = np.array(rows[123]["embedding"])
-    top = search(client, "drawings", q, k=10, ef=64)[0]
+    top = search(client, "drawings", q, k=10, params={"ef": 64})[0]
     assert top[0].drawing_id == "D00123" and len(top) == 10
     f = build_filter(locarno_classes=["02-03"], date_from="2005-01-01")
-    hits = search(client, "drawings", q, k=10, filter=f, ef=64, output_fields=OUTPUT_FIELDS)[0]
+    hits = search(client, "drawings", q, k=10, filter=f, params={"ef": 64}, output_fields=OUTPUT_FIELDS)[0]
     assert hits and all(h.fields["locarno_class"] == "02-03" and h.fields["grant_date"] >= 20050101 for h in hits)
     main = build_filter(locarno_classes=["28"], views=["left"])  # prefix match and view, on their indexes
-    hits = search(client, "drawings", q, k=10, filter=main, ef=64, output_fields=OUTPUT_FIELDS)[0]
+    hits = search(client, "drawings", q, k=10, filter=main, params={"ef": 64}, output_fields=OUTPUT_FIELDS)[0]
     want = {r["drawing_id"] for r in rows if r["locarno_class"].startswith("28-") and r["view"] == "left"}
     assert len(hits) == 10 and {h.drawing_id for h in hits} <= want
 
