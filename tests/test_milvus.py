@@ -230,6 +230,20 @@ def test_cli_status_when_stopped(tmp_path):
     assert "stopped" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--index-type", "IVF_PQ"], "--index-type must be auto, HNSW or SCANN"),
+    (["--breadths", "64,x"], "--breadths must be comma-separated integers"),
+])
+def test_cli_bench_index_rejects_bad_options(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from priorsight.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "index", "--data-dir", str(tmp_path / "m"), *args])
+    assert res.exit_code != 0 and message in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "m").exists()  # refused before any server start
+
+
 # -- integration: the embedded server ------------------------------------------------------
 
 @pytest.fixture(scope="session")
