@@ -56,6 +56,36 @@ SERVE_ENV: dict[str, str] = {
 }
 
 
+#: worker log lines a local Ray's driver does not print: Ray Train's placement-group cleaner asks
+#: the state API about the training controller every second, and a local Ray here runs without
+#: the dashboard that serves that API, so each ask logs this warning (87 lines in one demo run).
+#: The cleaner only matters if a controller dies on a long-lived cluster (the dashboard is on
+#: there); the local Ray, its placement groups included, ends with the command.
+QUIET_WORKER_LOGS = r"Failed to query Ray Train Controller actor state"
+
+
+def quiet_worker_logs(pattern: str = QUIET_WORKER_LOGS) -> bool:
+    """Skip worker log lines matching ``pattern`` in this driver's output: Ray's own
+    ``RAY_DEDUP_LOGS_SKIP_REGEX``, which Ray reads when it is imported (the CLI has imported it
+    by then), so it is set on Ray's log deduplicators here. A skip pattern the user set is kept;
+    returns whether the pattern applies."""
+    import re
+
+    try:
+        from ray._private import ray_logging
+    except ImportError:  # Ray's internals moved: the lines are printed, nothing else changes
+        return False
+    applied = False
+    for name in ("stdout_deduplicator", "stderr_deduplicator"):
+        dedup = getattr(ray_logging, name, None)
+        if dedup is None or not hasattr(dedup, "skip_re"):
+            continue
+        if dedup.skip_re is None:
+            dedup.skip_re = re.compile(pattern)
+        applied = applied or dedup.skip_re.pattern == pattern
+    return applied
+
+
 def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Set :data:`SERVE_ENV` in ``environ`` (default: this process) where a value is not set
     already (``RAY_SERVE_ENABLE_HA_PROXY=0`` keeps Serve's Python proxy); returns what applies."""
@@ -135,6 +165,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
         ctx = _start_local(lambda: ray.init(num_cpus=num_cpus, include_dashboard=False,
                                             _system_config={"worker_niceness": worker_niceness}, **common))
         started = True
+        quiet_worker_logs()  # no dashboard here: Ray Train's cleaner would warn every second
     from ray.data import DataContext
 
     dctx = DataContext.get_current()

@@ -56,3 +56,33 @@ def test_the_fast_path_stays_off_when_the_api_is_open_without_keys():
     env: dict[str, str] = {}
     assert serve_fast_path(api_open=True, environ=env) is None and env == {}  # per-address limits need the proxy
     assert serve_fast_path(api_open=False, environ=env) == ray_env.SERVE_ENV == env
+
+
+@pytest.mark.slow
+def test_a_local_ray_does_not_print_the_train_cleaners_state_api_warning(capfd):
+    """Ray Train's placement-group cleaner warns every second on a Ray without the dashboard;
+    a local Ray started here skips that line in the driver's output, and only that line."""
+    import time
+
+    import ray
+
+    with ray_env.init_ray(num_cpus=1) as handle:
+        assert handle.started
+
+        @ray.remote(num_cpus=0)
+        def talk() -> None:
+            import logging
+
+            logging.getLogger("ray.train.v2.cleaner").warning(
+                "Failed to query Ray Train Controller actor state. State API may be temporarily unavailable.")
+            print("PRIORSIGHT-MARKER after the warning", flush=True)
+
+        ray.get(talk.remote())
+        out = ""
+        deadline = time.monotonic() + 30
+        while "PRIORSIGHT-MARKER" not in out and time.monotonic() < deadline:
+            time.sleep(0.5)
+            captured = capfd.readouterr()
+            out += captured.out + captured.err
+    assert "PRIORSIGHT-MARKER after the warning" in out
+    assert "Failed to query Ray Train Controller" not in out
