@@ -64,26 +64,20 @@ SERVE_ENV: dict[str, str] = {
 QUIET_WORKER_LOGS = r"Failed to query Ray Train Controller actor state"
 
 
-def quiet_worker_logs(pattern: str = QUIET_WORKER_LOGS) -> bool:
+def quiet_worker_logs(pattern: str = QUIET_WORKER_LOGS) -> None:
     """Skip worker log lines matching ``pattern`` in this driver's output: Ray's own
     ``RAY_DEDUP_LOGS_SKIP_REGEX``, which Ray reads when it is imported (the CLI has imported it
-    by then), so it is set on Ray's log deduplicators here. A skip pattern the user set is kept;
-    returns whether the pattern applies."""
+    by then), so it is set on Ray's log deduplicators here. A skip pattern the user set is kept."""
     import re
 
     try:
         from ray._private import ray_logging
     except ImportError:  # Ray's internals moved: the lines are printed, nothing else changes
-        return False
-    applied = False
+        return
     for name in ("stdout_deduplicator", "stderr_deduplicator"):
         dedup = getattr(ray_logging, name, None)
-        if dedup is None or not hasattr(dedup, "skip_re"):
-            continue
-        if dedup.skip_re is None:
+        if dedup is not None and getattr(dedup, "skip_re", False) is None:
             dedup.skip_re = re.compile(pattern)
-        applied = applied or dedup.skip_re.pattern == pattern
-    return applied
 
 
 def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:

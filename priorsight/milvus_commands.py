@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import typing
 from pathlib import Path
 
 import typer
@@ -109,10 +110,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from priorsight.milvus import MilvusUnavailable
 
         cfg = _milvus_config(ctx, data_dir)
-        if index_type is not None:
-            chosen = "auto" if index_type.lower() == "auto" else index_type.upper()
-            if chosen not in ("auto", "HNSW", "SCANN"):
-                fail(f"--index-type must be auto, HNSW or SCANN, got {index_type!r}")
+        if index_type is not None:  # the config's own choices, in any case
+            from priorsight.config import MilvusConfig
+
+            allowed = typing.get_args(MilvusConfig.model_fields["index_type"].annotation)
+            chosen = next((a for a in allowed if a.lower() == index_type.lower()), None)
+            if chosen is None:
+                fail(f"--index-type must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {index_type!r}")
             cfg = cfg.model_copy(update={"index_type": chosen})
         try:
             ef_list = tuple(sorted({int(x) for x in efs.split(",") if x.strip()}))
