@@ -515,7 +515,7 @@ def capacity_cmd(
     search throughput measured in the same run (-> docs/benchmarks.md, section capacity)."""
     from loadtests.replicas import replica_counts
     from priorsight.bench import markdown_table, record
-    from services.commands import bench_serve
+    from services.serve_bench import bench_serve
 
     ensure_model_env()
     load_start = os.getloadavg()[0]

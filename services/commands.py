@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import signal
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -225,61 +224,6 @@ def _sample(config: ServeConfig, sample_dir: Path, model: str = "demo-small") ->
         "sources": [SearchSourceConfig(name="sample", milvus=milvus, collection="drawings")]})
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
-
-
-def bench_serve(url: str, config: ServeConfig, queries: int = 50, warmup: int = 5) -> dict[str, Any]:
-    """Single-client latency of ``POST /v1/search`` over HTTP vs the same preprocessing + embed +
-    search in this process (the limit), interleaved query by query."""
-    import httpx
-
-    from priorsight.manifest import iter_drawings
-    from priorsight.milvus import build_filter
-    from priorsight.storage import Storage
-    from services.backends import LocalBackend
-    from services.embedding import QueryEncoder
-    from services.search import FanOutSearcher
-
-    storage = Storage()
-    drawings = list(iter_drawings(config.manifest, storage))
-    images = [(d.drawing_id, storage.read_bytes(d.image_uri)) for d in drawings]
-    encoder = QueryEncoder.load(config.checkpoint, config.model_version, text=False, threads=config.embed_threads)
-    searcher = FanOutSearcher.connect(config.sources)
-    local = LocalBackend(encoder, searcher, config.candidates_per_query, config.max_image_pixels)
-    k = 10
-    http_s, local_s = [], []
-    with httpx.Client(timeout=60) as client:
-        for i in range(warmup + queries):
-            name, data = images[i % len(images)]
-            t0 = time.perf_counter()
-            r = client.post(f"{url}/v1/search", files=[("images", (f"{name}.png", data, "image/png"))],
-                            data={"k": str(k)}, headers=client_headers())
-            t1 = time.perf_counter()
-            r.raise_for_status()
-            emb = local.embed_sync([(data, None)], None)
-            out = local.search_sync(emb.vectors, k, build_filter(), config.fusion, config.rrf_k, True)
-            t2 = time.perf_counter()
-            if not out.patents:
-                raise RuntimeError("in-process search found nothing")
-            if i >= warmup:
-                http_s.append(t1 - t0)
-                local_s.append(t2 - t1)
-    searcher.close()
-
-    def summary(xs: list[float]) -> dict[str, float]:
-        return {"p50_ms": statistics.median(xs) * 1000, "p99_ms": percentile(xs, 99) * 1000,
-                "mean_ms": statistics.fmean(xs) * 1000}
-
-    h, inproc = summary(http_s), summary(local_s)
-    return {"queries": queries, "warmup": warmup, "k": k, "http": h, "in_process": inproc,
-            "overhead_ratio_p50": h["p50_ms"] / inproc["p50_ms"], "overhead_ratio_p99": h["p99_ms"] / inproc["p99_ms"],
-            "goal_ratio": 1.2, "drawings_indexed": len(drawings), "model": encoder.info.name,
-            "sources": [s.name for s in config.sources], "embed_threads": config.embed_threads}
-
-
 DEFAULT_KEY_FILE = "data/api-keys.yaml"
 
 
@@ -390,11 +334,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         port: int = typer.Option(8011, help="Port of the Serve app started for the benchmark."),
         model: str = typer.Option(DEFAULT_MODEL, help="With --sample: the model architecture served "
                                                       "(shipped config name or JSON path)."),
+        floor: bool = typer.Option(True, help="Also measure this host's transport floor (a raw gRPC call "
+                                              "between two local processes) and the ratio it allows."),
     ) -> None:
-        """Latency p50/p99 of /v1/search over HTTP vs the same embed + search in-process."""
+        """Latency p50/p99 of /v1/search over HTTP vs the same embed + search in-process, where the
+        difference goes, and this host's transport floor."""
         from ray import serve
 
-        from priorsight.bench import markdown_table, record
+        from priorsight.bench import record
+        from services.serve_bench import bench_serve, floor_ratio, serve_markdown, transport_floor
 
         if sample:  # one sample (corpus, checkpoint, index) per architecture
             sample = sample / Path(model).stem
@@ -404,16 +352,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             url = start_serving(config, "127.0.0.1", port)
             try:
                 res = bench_serve(url, config, queries, warmup)
+                if floor:  # with the app up and idle, as the calls found the host
+                    b = res["breakdown"]
+                    res["floor"] = transport_floor([b["embed_replica_ms"], b["milvus_replica_ms"]])
+                    res["floor_ratio_p50"] = floor_ratio(res["in_process"]["p50_ms"], b["edge_ms"],
+                                                         [w["overhead_ms"] for w in res["floor"]["waits"]])
             finally:
                 serve.shutdown()
-        rows = [{"path": "HTTP /v1/search (Ray Serve)", **res["http"]},
-                {"path": "in-process preprocess + embed + search", **res["in_process"]}]
-        md = (markdown_table(rows, ["path", "p50_ms", "p99_ms", "mean_ms"])
-              + f"\nOverhead ratio HTTP/in-process: p50 {res['overhead_ratio_p50']:.2f}, "
-                f"p99 {res['overhead_ratio_p99']:.2f} (goal <= 1.2). Single client, {res['queries']} queries "
-                f"after {res['warmup']} warm-up, k=10, model {res['model']}, {res['drawings_indexed']} drawings "
-                f"indexed, sources {res['sources']}, embedder threads {res['embed_threads']}.\n")
+        md = serve_markdown(res)
         cmd = "priorsight bench serve" + (f" --sample {sample.parent} --model {model}" if sample else "") \
-            + f" --queries {queries}"
+            + f" --queries {queries}" + ("" if floor else " --no-floor")
         record("serve", res, md, cmd)
         typer.echo(md)

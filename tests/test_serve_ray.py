@@ -118,3 +118,18 @@ def test_haproxy_is_in_front_of_the_ingress_replicas(served):
     if None in owners:
         pytest.skip("listening processes are not visible to this user")
     assert {psutil.Process(pid).name() for pid in owners} == {"haproxy"}
+
+
+def test_bench_serve_measures_both_paths_and_splits_the_difference(served):
+    """`priorsight bench serve`'s measurement over the running app: both paths answer every query,
+    and the breakdown comes from the HTTP answers' search records."""
+    from services.serve_bench import bench_serve
+
+    res = bench_serve(served["url"], served["config"], queries=5, warmup=1)
+    assert res["queries"] == 5 and res["drawings_indexed"] == len(served["drawings"])
+    assert res["overhead_ratio_p50"] == pytest.approx(res["http"]["p50_ms"] / res["in_process"]["p50_ms"])
+    b = res["breakdown"]
+    assert b["edge_ms"] > 0 and b["calls_and_endpoint_ms"] > 0  # the HTTP path's own costs
+    assert b["embed_replica_ms"] > 0 and b["milvus_replica_ms"] > 0 and b["milvus_in_process_ms"] > 0
+    # the parts of the HTTP path lie inside its round trip
+    assert b["embed_replica_ms"] + b["milvus_replica_ms"] < res["http"]["p99_ms"]
