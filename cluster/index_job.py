@@ -176,6 +176,28 @@ def ensure_loaded(client: Any, collection: str, config: MilvusConfig) -> None:
     client.load_collection(collection, timeout=max(config.timeout_s, 600))
 
 
+def settle_vector_index(client: Any, collection: str, config: MilvusConfig) -> bool:
+    """After a run that added rows to an indexed collection (a resumed run was indexed on the
+    rows written before its kill; a re-run adds new drawings): rebuild the vector index when the
+    collection now calls for another one (``index_type: auto`` past ``scann_min_rows``, or the
+    config changed). Not for the collection the alias serves, which would be unsearchable while
+    it rebuilds: that one keeps its index, with a warning. Returns whether it rebuilt."""
+    from priorsight.milvus import collection_rows, live_collection, rebuild_vector_index, vector_index_matches
+
+    if config.target == "lite":  # AUTOINDEX
+        return False
+    rows = collection_rows(client, collection)
+    if vector_index_matches(client, collection, config, rows):
+        return False
+    if live_collection(client, config.alias) == collection:
+        log.warning("%s serves the alias %s: it keeps its vector index, though its %d rows now call for "
+                    "another (docs/deploy.md); index into a new collection (--collection NAME --swap) to change it",
+                    collection, config.alias, rows)
+        return False
+    rebuild_vector_index(client, collection, config)
+    return True
+
+
 def existing_ids(client: Any, collection: str, batch: int = 10_000) -> set[str]:
     """Drawing ids already in a collection (for resuming; the collection must be loaded)."""
     from priorsight.milvus import PRIMARY_FIELD
@@ -302,9 +324,10 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
                     bar.update(len(out["drawing_id"]))
     t_index = time.perf_counter()
     client.flush(name)
-    indexes = client.list_indexes(name)
-    if not indexes:
+    if not client.list_indexes(name):
         create_indexes(client, name, milvus)
+    else:
+        settle_vector_index(client, name, milvus)
     client.load_collection(name, timeout=max(milvus.timeout_s, 600))
     index_s = time.perf_counter() - t_index
     rows = int(client.get_collection_stats(name).get("row_count", 0))

@@ -236,10 +236,8 @@ def reusable(client: Any, alias: str, rows: int, model_version: str, config: Mil
         desc = json.loads(client.describe_collection(name).get("description") or "{}")
     except ValueError:
         return None
-    info = client.describe_index(name, pm.VECTOR_FIELD) or {}
-    index_type, params = pm.vector_index(config, rows)
     same = (desc.get("model_version") == model_version and pm.collection_rows(client, name) == rows
-            and info.get("index_type") == index_type and all(int(info.get(p, -1)) == v for p, v in params.items()))
+            and pm.vector_index_matches(client, name, config, rows))
     return name if same else None
 
 

@@ -50,7 +50,7 @@ from priorsight.records import VIEWS, normalise_locarno
 __all__ = [
     "MilvusConfig", "MilvusUnavailable", "EmbeddedMilvus", "ServerStatus", "Filter", "Hit",
     "VersionInfo", "connect", "create_drawing_collection", "next_version_name", "list_versions",
-    "create_indexes", "add_scalar_indexes", "vector_index", "search_params", "live_collection",
+    "create_indexes", "add_scalar_indexes", "vector_index", "vector_index_matches", "rebuild_vector_index", "search_params", "live_collection",
     "swap_alias", "drop_version", "build_filter", "grant_date_int",
     "drawing_row", "upsert_drawings", "search", "collection_rows", "METRIC", "VECTOR_FIELD",
     "OUTPUT_FIELDS",
@@ -501,10 +501,34 @@ def create_indexes(client: MilvusClient, name: str, config: MilvusConfig, lite: 
     else:
         if config.scalar_indexes:
             _add_scalar_params(params, SCALAR_INDEXES)
-        rows = collection_rows(client, name) if config.index_type == "auto" else 0
-        index_type, index_params = vector_index(config, rows)
-        params.add_index(VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=index_params)
-        log.info("%s: %s index %s", name, index_type, index_params)
+        _add_vector_params(client, name, config, params)
+    client.create_index(name, params, timeout=config.timeout_s)
+
+
+def _add_vector_params(client: MilvusClient, name: str, config: MilvusConfig, params: Any) -> None:
+    rows = collection_rows(client, name) if config.index_type == "auto" else 0
+    index_type, index_params = vector_index(config, rows)
+    params.add_index(VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=index_params)
+    log.info("%s: %s index %s (%d rows)", name, index_type, index_params, rows)
+
+
+def vector_index_matches(client: MilvusClient, name: str, config: MilvusConfig, rows: int) -> bool:
+    """Whether a server collection's vector index is the one :func:`vector_index` picks for
+    ``rows`` rows (same type and build parameters)."""
+    info = client.describe_index(name, VECTOR_FIELD) or {}
+    index_type, params = vector_index(config, rows)
+    return info.get("index_type") == index_type and all(int(info.get(p, -1)) == v for p, v in params.items())
+
+
+def rebuild_vector_index(client: MilvusClient, name: str, config: MilvusConfig) -> None:
+    """Replace a server collection's vector index with the one ``config`` picks for the rows it
+    holds now. The collection is released (unsearchable) until the new index is built and it is
+    loaded again: never do this to a collection an alias serves."""
+    old = client.describe_index(name, VECTOR_FIELD) or {}
+    client.release_collection(name, timeout=config.timeout_s)
+    client.drop_index(name, old.get("index_name") or VECTOR_FIELD, timeout=config.timeout_s)
+    params = client.prepare_index_params()
+    _add_vector_params(client, name, config, params)
     client.create_index(name, params, timeout=config.timeout_s)
 
 

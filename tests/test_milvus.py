@@ -286,6 +286,53 @@ def test_index_bench_keeps_and_reuses_its_collection(embedded):
         assert b["recall@10"] >= 0.9 and abs(a["recall@10"] - b["recall@10"]) <= 0.05
     client.drop_alias("bench_drawings")
     client.drop_collection(name)
+
+
+def _indexed(client, name: str, rows: int, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (info := client.describe_index(name, "embedding")).get("indexed_rows", 0) < rows:
+        assert time.monotonic() < deadline, info
+        time.sleep(0.5)
+    return info
+
+
+@pytest.mark.slow
+def test_a_grown_collection_gets_the_index_its_rows_call_for(embedded):
+    """The index job's last step on a collection that was indexed already (a run resumed after a
+    kill was indexed on the rows written before it; a re-run adds drawings): HNSW built on 1,500
+    rows becomes SCANN once the collection holds ``scann_min_rows``, and searches; the collection
+    an alias serves keeps its index."""
+    from cluster.index_job import settle_vector_index
+
+    server, _ = embedded
+    auto = MilvusConfig(target="embedded", data_dir=server.data_dir, consistency_level="Strong", alias="grown",
+                        scann_min_rows=2000, scann_nlist=16, search_nprobe=16, hnsw_m=8, hnsw_ef_construction=64)
+    client = connect(auto)
+    rows = make_rows(3000, "m1")
+    create_drawing_collection(client, "grown_v1", DIM, auto, model_version="m1", build_index=False)
+    upsert_drawings(client, "grown_v1", rows[:1500], batch_size=1500)
+    client.flush("grown_v1")
+    create_indexes(client, "grown_v1", auto)
+    assert _indexed(client, "grown_v1", 1500)["index_type"] == "HNSW"  # (segments under 1,024 rows get none)
+    assert not settle_vector_index(client, "grown_v1", auto)  # right for 1,500 rows
+    client.load_collection("grown_v1")
+
+    upsert_drawings(client, "grown_v1", rows[1500:], batch_size=1500)
+    client.flush("grown_v1")
+    assert settle_vector_index(client, "grown_v1", auto)
+    info = _indexed(client, "grown_v1", 3000)
+    assert info["index_type"] == "SCANN" and int(info["nlist"]) == 16
+    assert not settle_vector_index(client, "grown_v1", auto)  # settled
+    client.load_collection("grown_v1")
+    vecs = np.array([r["embedding"] for r in rows], np.float32)
+    hits = search(client, "grown_v1", vecs[2500], k=5, params=search_params(auto, 5))[0]
+    assert hits[0].drawing_id == rows[2500]["drawing_id"]
+
+    swap_alias(client, "grown", "grown_v1")  # served: not released for a rebuild
+    assert not settle_vector_index(client, "grown_v1", auto.model_copy(update={"index_type": "HNSW"}))
+    assert client.describe_index("grown_v1", "embedding")["index_type"] == "SCANN"
+    client.drop_alias("grown")
+    client.drop_collection("grown_v1")
     client.close()
 
 
