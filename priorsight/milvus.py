@@ -50,7 +50,8 @@ from priorsight.records import VIEWS, normalise_locarno
 __all__ = [
     "MilvusConfig", "MilvusUnavailable", "EmbeddedMilvus", "ServerStatus", "Filter", "Hit",
     "VersionInfo", "connect", "create_drawing_collection", "next_version_name", "list_versions",
-    "create_indexes", "add_scalar_indexes", "vector_index", "vector_index_matches", "rebuild_vector_index", "search_params", "live_collection",
+    "create_indexes", "add_scalar_indexes", "vector_index", "vector_index_matches", "rebuild_vector_index",
+    "search_params", "live_collection",
     "swap_alias", "drop_version", "build_filter", "grant_date_int",
     "drawing_row", "upsert_drawings", "search", "collection_rows", "METRIC", "VECTOR_FIELD",
     "OUTPUT_FIELDS",
@@ -506,7 +507,7 @@ def create_indexes(client: MilvusClient, name: str, config: MilvusConfig, lite: 
 
 
 def _add_vector_params(client: MilvusClient, name: str, config: MilvusConfig, params: Any) -> None:
-    rows = collection_rows(client, name) if config.index_type == "auto" else 0
+    rows = collection_rows(client, name)
     index_type, index_params = vector_index(config, rows)
     params.add_index(VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=index_params)
     log.info("%s: %s index %s (%d rows)", name, index_type, index_params, rows)
