@@ -356,10 +356,7 @@ def test_scann_index_on_the_embedded_server(embedded):
         upsert_drawings(client, name, rows, batch_size=1000)
         client.flush(name)
         create_indexes(client, name, cfg)
-        deadline = time.monotonic() + 60
-        while client.describe_index(name, "embedding").get("indexed_rows", 0) < len(rows):
-            assert time.monotonic() < deadline, client.describe_index(name, "embedding")
-            time.sleep(0.5)
+        _indexed(client, name, len(rows))
         client.load_collection(name)
     index = client.describe_index("scann_v1", "embedding")
     assert index["index_type"] == "SCANN" and int(index["nlist"]) == 16 and index["metric_type"] == "COSINE"
@@ -418,11 +415,7 @@ def test_embedded_server_end_to_end(embedded):
     upsert_drawings(client, "drawings_v1", rows, batch_size=500)
     upsert_drawings(client, "drawings_v1", rows[:700], batch_size=500)  # a re-run
     client.flush("drawings_v1")
-    deadline = time.monotonic() + 60
-    while client.describe_index("drawings_v1", "embedding").get("indexed_rows", 0) < len(rows):
-        assert time.monotonic() < deadline, client.describe_index("drawings_v1", "embedding")
-        time.sleep(0.5)
-    index = client.describe_index("drawings_v1", "embedding")
+    index = _indexed(client, "drawings_v1", len(rows))
     assert index["index_type"] == "HNSW" and index["metric_type"] == "COSINE"
     assert client.describe_index("drawings_v1", "locarno_class")["index_type"] == "Trie"
     assert client.describe_index("drawings_v1", "grant_date")["index_type"] == "STL_SORT"
