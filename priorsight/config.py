@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, SecretStr
 
+from priorsight.classes import LevelChoice, SchemeChoice
 from priorsight.describe.config import DescribeConfig
 
 #: Where a config file is looked for when none is named (``PRIORSIGHT_CONFIG`` overrides).
@@ -42,6 +43,13 @@ class CorpusConfig(BaseModel):
     head_share: float = Field(default=1 / 3, gt=0, lt=1)
     tail_share: float = Field(default=1 / 3, gt=0, lt=1)
     max_image_pixels: int = Field(default=80_000_000, gt=0)
+    #: which classification defines "same class" for stats, sampling, the class-level losses and
+    #: evaluation (priorsight.classes): ``locarno`` (``locarno_class``), ``uspc`` (``us_class``)
+    #: or ``auto`` (per corpus: the one that labels more of its drawings, Locarno on a tie)
+    class_scheme: SchemeChoice = "auto"
+    #: ``main`` (``14`` / ``D14``) or ``subclass`` (``14-04`` / ``D14-486``); ``auto``: the Locarno
+    #: subclass, the US main class
+    class_level: LevelChoice = "auto"
 
 
 class MilvusConfig(BaseModel):

@@ -40,6 +40,7 @@ DRAWING_SCHEMA = pa.schema(
         pa.field("view_text", pa.string()),
         pa.field("object_name", pa.string()),
         pa.field("locarno_class", pa.string()),
+        pa.field("us_class", pa.string()),
         pa.field("grant_date", pa.string()),
         pa.field("title", pa.string()),
         pa.field("figure_description", pa.string()),

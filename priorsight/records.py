@@ -38,6 +38,52 @@ def locarno_main(cls: str | None) -> str | None:
     return cls.split("-")[0] if cls else None
 
 
+#: US design main classes (USPC): D1-D34 and D99 (D31 and D33 are not used).
+USPC_MAIN_CLASSES = frozenset([*range(1, 31), 32, 34, 99])
+_USPC_SPLIT_RE = re.compile(r"^\s*D\s*(\d{1,2})\s*[-/]\s*(\d{1,3}(?:\.\d+)?)\s*$", re.I)
+
+
+def normalise_uspc(code: str | None) -> str | None:
+    """Return a US design class (USPC) as ``D<main>-<subclass>``: ``"D14/345"``, ``"D14-345"``,
+    ``"D14 345"`` -> ``"D14-345"``.
+
+    Also reads the grant XML's fixed-width ``classification-national`` form: ``D`` + the main
+    class in 2 characters + the subclass in 3 (+ decimals): ``"D14487"`` -> ``"D14-487"``,
+    ``"D 7654"`` -> ``"D7-654"``, ``"D28 47"`` -> ``"D28-47"``, ``"D 5 46"`` -> ``"D5-46"``,
+    ``"D74012"`` (no valid main class 74) -> ``"D7-401.2"``. Returns ``None`` for an empty value;
+    raises ``ValueError`` for a malformed one (a utility class such as ``"428/221"`` included).
+    """
+    if code is None or not str(code).strip():
+        return None
+    raw = str(code).strip()
+    m = _USPC_SPLIT_RE.match(raw)
+    if m:
+        main, sub = int(m.group(1)), m.group(2)
+    else:
+        if raw[:1] not in ("D", "d") or not re.fullmatch(r"[0-9 .]+", raw[1:] or "x"):
+            raise ValueError(f"not a US design class (expected D<main>-<subclass>): {code!r}")
+        rest = raw[1:]
+        if " " in rest[:2] or not rest[:2].isdigit() or int(rest[:2]) not in USPC_MAIN_CLASSES:
+            head, tail = (rest[:2], rest[2:]) if " " in rest[:2] else (rest[:1], rest[1:])
+        else:
+            head, tail = rest[:2], rest[2:]
+        digits = tail.replace(" ", "")
+        if not head.strip().isdigit() or not re.fullmatch(r"\d+(?:\.\d+)?", digits):
+            raise ValueError(f"not a US design class (expected D<main>-<subclass>): {code!r}")
+        main = int(head)
+        sub = digits if "." in digits or len(digits) <= 3 else f"{digits[:3]}.{digits[3:]}"
+    whole, _, dec = sub.partition(".")
+    sub = str(int(whole)) + (f".{dec}" if dec else "")
+    if main not in USPC_MAIN_CLASSES:
+        raise ValueError(f"US design main class out of range (D1-D34, D99): {code!r}")
+    return f"D{main}-{sub}"
+
+
+def uspc_main(cls: str | None) -> str | None:
+    """The main class ``D<main>`` of a ``D<main>-<subclass>`` code."""
+    return cls.split("-")[0] if cls else None
+
+
 @dataclass
 class Drawing:
     """One patent drawing (an image) with the metadata every stage needs."""
@@ -52,6 +98,7 @@ class Drawing:
     view_text: str = ""  # the viewpoint words as written ("top plan view")
     object_name: str = ""
     locarno_class: str | None = None  # "CC-SS"
+    us_class: str | None = None  # US design class (USPC) "D14-345"
     grant_date: str | None = None  # ISO date "YYYY-MM-DD"
     title: str = ""
     figure_description: str = ""
@@ -87,6 +134,7 @@ class Patent:
     patent_id: str
     title: str = ""
     locarno_class: str | None = None
+    us_class: str | None = None
     grant_date: str | None = None
     cited_patents: list[str] = field(default_factory=list)
     drawings: list[Drawing] = field(default_factory=list)
@@ -103,6 +151,7 @@ def group_patents(drawings: Iterable[Drawing]) -> Iterator[Patent]:
                 patent_id=d.patent_id,
                 title=d.title,
                 locarno_class=d.locarno_class,
+                us_class=d.us_class,
                 grant_date=d.grant_date,
                 cited_patents=list(d.cited_patents),
             )

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from priorsight.manifest import DRAWING_SCHEMA, CorpusWriter, iter_drawings, read_failures, read_manifest
-from priorsight.records import Drawing, ItemError, group_patents, normalise_locarno
+from priorsight.records import Drawing, ItemError, group_patents, normalise_locarno, normalise_uspc, uspc_main
 
 
 @pytest.mark.parametrize("raw,expected", [("2803", "28-03"), ("28-03", "28-03"), ("7-03", "07-03"),
@@ -19,6 +19,27 @@ def test_normalise_locarno(raw, expected):
 def test_normalise_locarno_rejects(raw):
     with pytest.raises(ValueError):
         normalise_locarno(raw)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    # as people write it
+    ("D14-345", "D14-345"), ("D14/345", "D14-345"), ("d2 969", "D2-969"), ("D24-110.6", "D24-110.6"),
+    ("D7-044", "D7-44"),
+    # the grant XML's fixed-width classification-national (main class in 2 places, subclass in 3)
+    ("D14487", "D14-487"), ("D 7654", "D7-654"), ("D28 47", "D28-47"), ("D 5 46", "D5-46"),
+    ("D18  46", "D18-46"), (" D74012", "D7-401.2"), ("D99 28", "D99-28"), ("", None), (None, None)])
+def test_normalise_uspc(raw, expected):
+    assert normalise_uspc(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["428/221", "X12-3", "D40-1", "D", "D14-abc"])
+def test_normalise_uspc_rejects(raw):
+    with pytest.raises(ValueError):
+        normalise_uspc(raw)
+
+
+def test_uspc_main():
+    assert uspc_main("D14-345") == "D14" and uspc_main(None) is None
 
 
 def _drawing(i: int, patent: str = "P1", **kw) -> Drawing:

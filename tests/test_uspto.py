@@ -40,6 +40,10 @@ def test_whole_shared_sample(uspto_sample, tmp_path):
     assert spoon[f"{SPOON}-D00000"].view == "perspective"  # the front page shows FIG. 1
     assert spoon[f"{SPOON}-D00000"].locarno_class == "07-03"
     assert spoon[f"{SPOON}-D00000"].title == "Sport spoon"
+    # the US design class from classification-national ("D 7654" in the XML)
+    assert spoon[f"{SPOON}-D00000"].us_class == "D7-654"
+    assert all(re.fullmatch(r"D\d{1,2}-\d+(\.\d+)?", d.us_class) for d in drawings)
+    assert {d.us_class for d in drawings if d.patent_id == "USD0907292"} == {"D28-47"}  # "D28 47"
     assert "USD151600" in spoon[f"{SPOON}-D00000"].cited_patents
     assert spoon[f"{SPOON}-D00001"].grant_date == "2021-02-09"
     assert "sport spoon" in spoon[f"{SPOON}-D00001"].caption  # from captions.csv
@@ -74,9 +78,10 @@ def damaged(uspto_sample, tmp_path) -> Path:
     # 1. a truncated TIFF
     tif = root / SPOON / f"{SPOON}-D00002.TIF"
     tif.write_bytes(tif.read_bytes()[:700])
-    # 2. an XML without a Locarno class
+    # 2. an XML without any design class (no Locarno, no US class)
     x = root / "USD0929296-20210831" / "USD0929296-20210831.XML"
-    x.write_text(re.sub(r"<classification-locarno>.*?</classification-locarno>", "", x.read_text(), flags=re.S))
+    text = re.sub(r"<classification-locarno>.*?</classification-locarno>", "", x.read_text(), flags=re.S)
+    x.write_text(re.sub(r"<classification-national>.*?</classification-national>", "", text, count=1, flags=re.S))
     # 3. a figure text that names no view
     x = root / "USD0917867-20210504" / "USD0917867-20210504.XML"
     x.write_text(x.read_text().replace("is an opposite side view thereof", "shows the shoe in use"))
@@ -95,7 +100,7 @@ def test_bad_input_gives_per_item_records_not_a_crash(damaged, tmp_path):
     by_id = {f["drawing_id"]: f for f in failures}
     assert "cannot decode image" in by_id[f"{SPOON}-D00002"]["reason"]
     wheel = [f for f in failures if f["drawing_id"] and f["drawing_id"].startswith("USD0929296")]
-    assert len(wheel) == 3 and all("no Locarno class" in f["reason"] for f in wheel)
+    assert len(wheel) == 3 and all("no design class" in f["reason"] for f in wheel)
     assert by_id["USD0917867-20210504-D00003"]["severity"] == "warning"
     assert "names no view" in by_id["USD0917867-20210504-D00003"]["reason"]
     assert "USD0939223-20211228-D00002" in by_id
@@ -109,3 +114,14 @@ def test_bad_input_gives_per_item_records_not_a_crash(damaged, tmp_path):
     assert shoe3["view"] == "other"
     counts = Counter(f["severity"] for f in failures)
     assert (w.errors, w.warnings) == (counts["error"], counts["warning"])
+
+
+def test_a_grant_with_only_a_us_class_is_kept_with_a_warning(uspto_sample, tmp_path):
+    root = tmp_path / "src"
+    shutil.copytree(uspto_sample / SPOON, root / SPOON)
+    x = root / SPOON / f"{SPOON}.XML"
+    x.write_text(re.sub(r"<classification-locarno>.*?</classification-locarno>", "", x.read_text(), flags=re.S))
+    drawings, errors = _split(list(read_uspto(root)))
+    assert len(drawings) == 4 and all(d.locarno_class is None and d.us_class == "D7-654" for d in drawings)
+    assert [(e.severity, e.patent_id) for e in errors] == [("warning", "USD0909824")]
+    assert "no Locarno class" in errors[0].reason

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from priorsight.corpus.figures import Figure, parse_figure_descriptions
 from priorsight.images import ImageError, decode_image
-from priorsight.records import Drawing, ItemError, normalise_locarno, object_from_title
+from priorsight.records import Drawing, ItemError, normalise_locarno, normalise_uspc, object_from_title
 from priorsight.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,12 @@ class GrantError(ValueError):
 class Grant:
     patent_id: str  # "USD0909824"
     title: str
-    locarno_class: str
+    locarno_class: str | None  # "CC-SS"; None when the grant has none (its US class then suffices)
     grant_date: str | None
     figures: list[Figure]
     sheets: list[str]  # TIFF file names in document order
     cited_patents: list[str] = field(default_factory=list)
-    us_class: str = ""
+    us_class: str | None = None  # "D14-345" (classification-national), None when absent or unreadable
 
 
 def _text(el: ET.Element | None) -> str:
@@ -73,12 +73,14 @@ def parse_grant(xml_bytes: bytes, name: str = "") -> Grant:
     if not number:
         raise GrantError("no publication doc-number")
     locarno_raw = _text(bib.find("classification-locarno/main-classification"))
-    if not locarno_raw:
-        raise GrantError("no Locarno class (classification-locarno/main-classification)")
     try:
         locarno = normalise_locarno(locarno_raw)
     except ValueError as exc:
         raise GrantError(str(exc)) from exc
+    us_class = _us_class(bib)
+    if locarno is None and us_class is None:
+        raise GrantError("no design class: neither a Locarno class (classification-locarno) nor a US design "
+                         "class (classification-national)")
     title = _text(bib.find("invention-title"))
     if not title:
         raise GrantError("no invention-title")
@@ -99,8 +101,20 @@ def parse_grant(xml_bytes: bytes, name: str = "") -> Grant:
         figures=parse_figure_descriptions(paragraphs),
         sheets=sheets,
         cited_patents=cited,
-        us_class=_text(bib.find("classification-national/main-classification")),
+        us_class=us_class,
     )
+
+
+def _us_class(bib: ET.Element) -> str | None:
+    """The grant's US design class (``classification-national/main-classification``, fixed width:
+    ``"D14487"``, ``"D 7654"``) as ``D<main>-<subclass>``; None when absent or not a design class."""
+    el = bib.find("classification-national/main-classification")
+    raw = "".join(el.itertext()) if el is not None else ""
+    try:
+        return normalise_uspc(raw)
+    except ValueError:
+        log.warning("unreadable US class %r", raw)
+        return None
 
 
 def assign_figures(n_sheets: int, figures: list[Figure]) -> list[list[Figure]]:
@@ -161,6 +175,9 @@ def read_grant_folder(folder: Path, images_out: str | None, storage: Storage,
             yield ItemError(str(xml_path), STAGE, f"grant XML unusable: {exc}")
         return
 
+    if grant.locarno_class is None:
+        yield ItemError(str(xml_path), STAGE, f"no Locarno class; kept with its US class {grant.us_class}",
+                        severity="warning", patent_id=grant.patent_id)
     caption = (captions or {}).get(grant.patent_id.removeprefix("US"), "")
     on_disk = {t.name: t for t in tiffs}
     sheet_names = [s for s in grant.sheets if s in on_disk] + sorted(set(on_disk) - set(grant.sheets))
@@ -204,6 +221,7 @@ def read_grant_folder(folder: Path, images_out: str | None, storage: Storage,
             view_text=first.view_text if first else "",
             object_name=object_from_title(grant.title),
             locarno_class=grant.locarno_class,
+            us_class=grant.us_class,
             grant_date=grant.grant_date,
             title=grant.title,
             figure_description=" ".join(f.text for f in figs),
