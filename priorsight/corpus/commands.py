@@ -99,6 +99,32 @@ def register(corpus_app: typer.Typer) -> None:
 
         _run_import(ctx, lambda st, s: read_folder(src, None, st, s.corpus.max_image_pixels), out, "import-folder")
 
+    @corpus_app.command("import-table")
+    def import_table(
+        ctx: typer.Context,
+        src: Path = typer.Argument(..., help="Folder of images with a metadata table (metadata.csv or .parquet)."),
+        out: str = typer.Option(..., "--out", "-o", help="Corpus directory (local or s3://) to write."),
+        metadata: Path | None = typer.Option(None, help="The table, if not SRC/metadata.csv|parquet (relative to SRC or absolute)."),
+        column: list[str] | None = typer.Option(None, "--column", metavar="FIELD=COLUMN",
+                                                help="Read a drawing field from a named column (repeatable)."),
+        source: str = typer.Option("table", help="The source name recorded on every drawing."),
+        copy_images: bool = typer.Option(False, help="Re-write images as PNG under OUT/images (default: reference in place)."),
+    ) -> None:
+        """Import a folder of images plus one metadata table with a row per drawing."""
+        from priorsight.cli import fail
+        from priorsight.corpus.table import find_table, parse_column_options, read_table_folder, table_header
+
+        try:  # check the table and the mapping before anything is written
+            columns = parse_column_options(column or [])
+            table = find_table(src, metadata)
+            columns.resolve(table_header(table), table.name)
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+            return
+        _run_import(ctx, lambda st, s: read_table_folder(src, join(out, "images") if copy_images else None, st,
+                                                         s.corpus.max_image_pixels, columns, metadata, source),
+                    out, "import-table")
+
     @corpus_app.command("stats")
     def stats(
         ctx: typer.Context,
