@@ -131,7 +131,8 @@ def vllm_runner(cfg: DescribeConfig, cache_dir: str | None, storage: Storage | N
         seconds = (time.perf_counter() - t0) / max(1, len(works))
         results = []
         for w in works:
-            kept = select_descriptions(texts[w.key], TruthFilter.for_facts(w.facts), w.n_wanted, cfg.dedupe_threshold)
+            kept = select_descriptions(texts[w.key], TruthFilter.for_facts(w.facts, mode=cfg.truth), w.n_wanted,
+                                       cfg.dedupe_threshold)
             results.append(PatentResult(w.key, w.facts.patent_id, kept, len(kept), len(texts[w.key]),
                                         tokens[w.key], seconds))
         if cache_dir:

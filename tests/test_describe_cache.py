@@ -45,3 +45,17 @@ def test_entry_satisfies_requests_up_to_what_was_asked():
     e = entry("k", ("a",), n_requested=4)
     assert e.satisfies(4) and e.satisfies(2)
     assert not e.satisfies(5)
+
+
+def test_patent_key_differs_between_truth_modes():
+    """Descriptions kept by one truth filter mode are never reused under another."""
+    from priorsight.describe.config import DescribeConfig
+    from priorsight.describe.pipeline import patent_key
+    from priorsight.describe.prompts import PatentFacts, PromptSpec
+
+    facts = PatentFacts("P1", "sport spoon", "sport spoon", "Sport spoon", "07-03", "table utensils")
+    spec = PromptSpec.load("v2")
+    strict = patent_key(facts, spec, DescribeConfig(truth="strict"), "m")
+    assert strict == patent_key(facts, spec, DescribeConfig(), "m")  # strict is the default
+    assert strict != patent_key(facts, spec, DescribeConfig(truth="lists"), "m")
+    assert strict != patent_key(facts, PromptSpec.load("v1"), DescribeConfig(truth="strict"), "m")

@@ -108,12 +108,12 @@ class FakeLLM:
                 self._active -= 1
 
 
-def drawing(patent: str, fig: int, title: str, view: str, view_text: str, locarno: str = "07-03",
-            figure_description: str = "", caption: str = "") -> Drawing:
+def drawing(patent: str, fig: int, title: str, view: str, view_text: str, locarno: str | None = "07-03",
+            figure_description: str = "", caption: str = "", us_class: str | None = None) -> Drawing:
     return Drawing(
         drawing_id=f"{patent}-D{fig:05d}", patent_id=patent, image_uri=f"/nonexistent/{patent}/{fig}.png",
         source="test", figure_number=fig, figure_label=f"FIG. {fig}", view=view, view_text=view_text,
-        object_name="", locarno_class=locarno, title=title,
+        object_name="", locarno_class=locarno, us_class=us_class, title=title,
         figure_description=figure_description or f"FIG. {fig} is a {view_text} view of a {title.lower()}.",
         caption=caption,
     )

@@ -42,7 +42,7 @@ def test_describe_writes_one_row_per_drawing(tmp_path):
     for r in rows:
         assert len(r["descriptions"]) == 6
         assert r["descriptions"][0].startswith(("A front perspective view of", "A top plan view of"))
-        assert r["model"] == "openai:fake" and r["prompt_version"] == "v1" and len(r["cache_key"]) == 32
+        assert r["model"] == "openai:fake" and r["prompt_version"] == DescribeConfig().prompt_version == "v2" and len(r["cache_key"]) == 32
         assert r["n_llm"] == 3  # k 6 - entry 0 - 2 templates
         assert not any("steel" in d for d in r["descriptions"])  # the invented material was filtered out
     # the two views of a patent share the LLM text (generated once) but not the view phrase
@@ -178,3 +178,46 @@ def test_vllm_rows_one_per_completion_with_distinct_seeds():
     seeds = [r["sampling_params"]["seed"] for r in rows if r["key"] == "key0"]
     assert len(set(seeds)) == len(seeds)
     assert all(r["prompt"].endswith("Description:") and r["sampling_params"]["stop"] == spec.stop for r in rows)
+
+
+class ScriptedBackend:
+    """An in-process backend that answers with its texts in turn (no LLM, no server)."""
+
+    model_id = "scripted"
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.calls = 0
+
+    def generate(self, prompts, n=1, max_tokens=64, temperature=0.8, seed=None, stop=()):
+        from priorsight.describe.backends import Completion
+
+        out = []
+        for _ in prompts:
+            out.append([Completion(self.texts[(self.calls + j) % len(self.texts)], 10) for j in range(n)])
+            self.calls += n
+        return out
+
+
+@pytest.mark.parametrize("truth,kept", [
+    ("strict", ["A sport spoon with a round bowl shaped as a soccer ball and an elongated handle."]),
+    ("lists", ["A sports spoon, also called a soccer bowl or a basketball player's football, is designed for "
+               "use in sports and outdoor activities.",
+               "A sport spoon with a round bowl shaped as a soccer ball and an elongated handle."]),
+])
+def test_describe_patent_follows_the_truth_mode(truth, kept):
+    from priorsight.describe.pipeline import PatentWork, describe_patent
+    from priorsight.describe.prompts import PromptSpec, patent_facts
+    from tests.test_describe_fakes import drawing
+
+    facts = patent_facts([drawing("USD0909824", 1, "Sport spoon", "perspective", "perspective",
+                                  figure_description="FIG. 1 is a perspective view of the soccer sport spoon "
+                                  "with the spoon bowl as a soccer ball;")])
+    backend = ScriptedBackend([
+        " A sports spoon, also called a soccer bowl or a basketball player's football, is designed for use in "
+        "sports and outdoor activities.",
+        " A sport spoon with a round bowl shaped as a soccer ball and an elongated handle.",
+    ])
+    cfg = DescribeConfig(k=6, n_templates=2, truth=truth, max_rounds=1)
+    result = describe_patent(backend, PromptSpec.load(cfg.prompt_version), PatentWork("k", facts, 3), cfg)
+    assert result.descriptions == kept

@@ -7,6 +7,7 @@ import pytest
 from priorsight.describe.config import DescribeConfig
 from priorsight.describe.pipeline import assemble_descriptions
 from priorsight.describe.prompts import (
+    PatentFacts,
     PromptSpec,
     drawing_facts,
     figure_detail,
@@ -14,13 +15,25 @@ from priorsight.describe.prompts import (
     locarno_name,
     object_from_title,
     patent_facts,
+    uspc_name,
+    uspc_names,
     with_article,
 )
+from priorsight.describe.truth import TruthFilter
+from priorsight.records import USPC_MAIN_CLASSES
 from tests.test_describe_fakes import drawing
+
+D7 = "equipment for preparing or serving food or drink"
 
 
 @pytest.fixture(scope="module")
 def spec() -> PromptSpec:
+    """The prompt the describe stage uses by default."""
+    return PromptSpec.load(DescribeConfig().prompt_version)
+
+
+@pytest.fixture(scope="module")
+def v1() -> PromptSpec:
     return PromptSpec.load("v1")
 
 
@@ -77,6 +90,80 @@ def test_prompt_is_few_shot_with_the_patent_fields_last(spec):
     assert p.messages[0]["role"] == "system" and p.messages[-1]["role"] == "user"
     assert "Object: sport spoon" in p.messages[-1]["content"]
     assert len(spec.fingerprint) == 16
+
+
+def test_default_prompt_is_v2_and_v1_stays_loadable(spec, v1):
+    assert spec.version == "v2" and PromptSpec.load().version == "v2"
+    assert v1.version == "v1" and v1.fingerprint != spec.fingerprint
+    facts = patent_facts([drawing("P1", 1, "Sport spoon", "top", "top plan")])
+    assert "Class: table utensils\n" in v1.prompt(facts, "main parts").text  # Locarno: as before
+
+
+def test_v2_asks_for_no_synonyms_or_uses(spec):
+    assert not any("synonym" in f or "use" in f for f in spec.focus)
+    assert "also called" not in spec.prompt(patent_facts([drawing("P1", 1, "Shoe", "top", "top")]), "main parts").text
+
+
+def test_v2_examples_pass_the_strict_filter(spec):
+    """The few-shot examples show the model what the strict filter keeps: only words of their
+    own fields and generic ones."""
+    for ex in spec.raw["examples"]:
+        facts = PatentFacts("X", ex["object"], ex["object"], ex["title"], "", "", ex["details"], ex["caption"],
+                            us_class="D99-1", us_class_name=ex["class_name"])
+        assert TruthFilter.for_facts(facts, mode="strict").sentence_problems(ex["description"].strip()) == []
+
+
+def test_uspc_names():
+    assert uspc_name("D7-654") == uspc_name("D7") == D7
+    assert uspc_name("D14-487") == "recording, communication, or information retrieval equipment"
+    assert uspc_name("D1-121") == "edible products"
+    assert uspc_name(None) == uspc_name("") == uspc_name("D31-1") == ""  # D31 is not used
+    assert set(uspc_names()) == {f"D{n}" for n in USPC_MAIN_CLASSES}
+    assert all(name == name.lower() for name in uspc_names().values())
+
+
+def test_us_class_only_facts_name_the_us_class(spec):
+    d = drawing("P7", 2, "Sport spoon", "top", "top plan", locarno=None, us_class="D7-654")
+    facts = patent_facts([d])
+    assert (facts.locarno, facts.locarno_name, facts.us_class, facts.us_main) == ("", "", "D7-654", "D7")
+    assert facts.us_class_name == facts.class_name == D7
+    df = drawing_facts(d, facts)
+    assert spec.metadata_description(df) == f"A top plan view of a sport spoon, a design in US class D7 ({D7})."
+    assert f"\nClass: {D7}\n" in spec.prompt(facts, "main parts").text
+    assert any(t.endswith(f"of a sport spoon ({D7}).") for t in spec.templated(df))
+    assert PatentFacts.from_json(facts.to_json()) == facts
+
+
+def test_locarno_class_wins_when_a_drawing_has_both(spec):
+    d = drawing("P8", 2, "Sport spoon", "top", "top plan", locarno="07-03", us_class="D7-654")
+    facts = patent_facts([d])
+    assert facts.class_name == facts.locarno_name == "table utensils"
+    assert facts.us_class == "D7-654" and facts.us_class_name == D7  # both codes kept
+    assert spec.metadata_description(drawing_facts(d, facts)) == (
+        "A top plan view of a sport spoon, a design in Locarno class 07-03 (table utensils).")
+    assert "\nClass: table utensils\n" in spec.prompt(facts, "main parts").text
+    us_only = patent_facts([drawing("P8", 2, "Sport spoon", "top", "top plan", locarno=None, us_class="D7-654")])
+    assert us_only.content_hash() != facts.content_hash()
+
+
+def test_v1_says_no_class_for_a_us_class_only_drawing(v1):
+    d = drawing("P7", 2, "Sport spoon", "top", "top plan", locarno=None, us_class="D7-654")
+    facts = patent_facts([d])
+    assert v1.metadata_description(drawing_facts(d, facts)) == "A top plan view of a sport spoon."
+    assert "Class:" not in v1.prompt(facts, "main parts").text.rsplit("\n\n", 1)[1]
+
+
+def test_real_sport_spoon_carries_both_classes(uspto_sample, spec):
+    from priorsight.corpus.uspto import read_uspto
+
+    drawings = [d for d in read_uspto(uspto_sample) if d.patent_id == "USD0909824"]
+    if not drawings:
+        pytest.skip("USD0909824 (the sport spoon) is not in the shared sample")
+    facts = patent_facts(drawings)
+    assert (facts.locarno, facts.us_class, facts.class_name, facts.us_class_name) == (
+        "07-03", "D7-654", "table utensils", D7)
+    text = spec.metadata_description(drawing_facts(drawings[0], facts))
+    assert "a design in Locarno class 07-03 (table utensils)." in text
 
 
 def test_unknown_prompt_version_is_a_clear_error():

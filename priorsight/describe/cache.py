@@ -1,5 +1,5 @@
 """The description cache: LLM descriptions of a patent, keyed by (content hash of its metadata,
-model, prompt version and content, truth-filter word lists, sampling settings).
+model, prompt version and content, truth-filter mode and word lists, sampling settings).
 
 A cache is a directory (local or ``s3://``) of Parquet shards, each written atomically by one
 worker after one batch. Re-running a killed job reads the shards, skips every patent already in

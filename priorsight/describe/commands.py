@@ -17,6 +17,11 @@ class Backend(StrEnum):
     none = "none"
 
 
+class Truth(StrEnum):
+    strict = "strict"
+    lists = "lists"
+
+
 def describe_config(ctx: typer.Context, **overrides) -> DescribeConfig:
     """``Settings.describe`` (once mounted) with the CLI flags given on top."""
     from priorsight.cli import settings_of
@@ -34,7 +39,7 @@ def describe_config(ctx: typer.Context, **overrides) -> DescribeConfig:
         elif key == "threads":
             backend["llama_cpp"]["n_threads"] = value
         else:
-            data[key] = value
+            data[key] = value.value if isinstance(value, Enum) else value
     return DescribeConfig.model_validate(data)
 
 
@@ -58,6 +63,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", help="openai backend: model name."),
         local: bool = typer.Option(False, "--local", help="Generate in this process (plain loop) instead of on Ray."),
         sample: int = typer.Option(0, "--sample", help="Print N drawings with their descriptions afterwards."),
+        truth: Truth | None = typer.Option(None, "--truth", help="LLM sentence filter: strict (every word in the "
+                                           "metadata or generic; default) or lists (risky word lists only)."),
     ) -> None:
         """Write K descriptions of every drawing with an LLM (Ray Data job; cached, resumable)."""
         from cluster.describe_job import describe_corpus
@@ -66,7 +73,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         cfg = describe_config(ctx, k=k, backend=backend, llm_patents=llm_patents, actors=actors,
                               actor_cpus=actor_cpus, batch_size=batch_size, cache_dir=cache_dir, threads=threads,
-                              base_url=base_url, model=model)
+                              base_url=base_url, model=model, truth=truth)
         storage = Storage(settings_of(ctx).storage)
         try:
             summary = describe_corpus(manifest, out, config=cfg, limit=limit, address=address, storage=storage,

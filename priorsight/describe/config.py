@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 BackendKind = Literal["llama-cpp", "openai", "vllm", "none"]
+#: How strictly LLM sentences must stick to the metadata (:mod:`priorsight.describe.truth`).
+TruthMode = Literal["strict", "lists"]
 
 
 class LlamaCppConfig(BaseModel):
@@ -95,7 +97,13 @@ class DescribeConfig(BaseModel):
     #: Templated (view-specific, no LLM) descriptions kept per drawing even when the LLM gives
     #: enough (at most half of ``k - 1``); they also fill up to ``k`` when it gives fewer.
     n_templates: int = Field(default=3, ge=0)
-    prompt_version: str = "v1"
+    #: The prompt file ``prompts/VERSION.yaml`` (``v1``, the default before ``v2``, stays loadable).
+    prompt_version: str = "v2"
+    #: The truth filter: ``strict`` keeps a sentence only when each of its words is in the
+    #: patent's metadata, a function word or generic shape/part/relation vocabulary
+    #: (``vocab/truth.yaml``); ``lists`` drops only sentences with a listed risky word (material,
+    #: colour, number, unit, view, brand) the metadata does not use. Part of the cache key.
+    truth: TruthMode = "strict"
     max_tokens: int = Field(default=64, ge=8)
     temperature: float = Field(default=0.8, ge=0)
     seed: int = 0

@@ -161,7 +161,7 @@ def describe_patent(backend: Backend, spec: PromptSpec, work: PatentWork, cfg: D
     support are dropped, near-duplicates removed, and the next round (new seeds) regenerates what
     was lost. Backend errors propagate.
     """
-    filt = TruthFilter.for_facts(work.facts, vocabulary or default_vocabulary())
+    filt = TruthFilter.for_facts(work.facts, vocabulary or default_vocabulary(), mode=cfg.truth)
     result = PatentResult(work.key, work.facts.patent_id)
     t0 = time.perf_counter()
     kept: list[str] = []
@@ -292,8 +292,9 @@ class Plan:
 
 def patent_key(facts: PatentFacts, spec: PromptSpec, cfg: DescribeConfig, model: str) -> str:
     """The cache key of a patent's LLM descriptions: its facts, the model, the prompt (version and
-    content), the truth filter's word lists and the sampling settings."""
-    fingerprint = f"{spec.fingerprint}:{default_vocabulary().fingerprint}"
+    content), the truth filter's mode and word lists and the sampling settings (descriptions kept
+    under one truth mode are never reused under another)."""
+    fingerprint = f"{spec.fingerprint}:{default_vocabulary().fingerprint}:truth={cfg.truth}"
     return cache_key(facts.content_hash(), model, spec.version, fingerprint, cfg.temperature,
                      cfg.max_tokens, cfg.seed)
 

@@ -3,7 +3,11 @@
 Everything an LLM may say about a drawing comes from its metadata, gathered here as
 :class:`PatentFacts` (shared by all views of a patent: what the LLM describes once) and
 :class:`DrawingFacts` (what differs per view). Prompt texts and templates are data: versioned
-YAML files in ``prompts/`` (see ``prompts/v1.yaml``), loaded as a :class:`PromptSpec`.
+YAML files in ``prompts/`` (see ``prompts/v2.yaml``), loaded as a :class:`PromptSpec`.
+
+A drawing's class comes from whichever scheme it carries: the Locarno class (``CC-SS``,
+``vocab/locarno.yaml``) when it has one, else its US design class (USPC ``D<main>-<subclass>``,
+named by its main class, ``vocab/uspc.yaml``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from priorsight.records import Drawing, locarno_main, lower_words, object_from_title
+from priorsight.records import Drawing, locarno_main, lower_words, object_from_title, uspc_main
 
 # -- data files ---------------------------------------------------------------------------
 
@@ -45,6 +49,21 @@ def locarno_name(code: str | None) -> str:
         return ""
     names = locarno_names()
     return names.get(code) or names.get(locarno_main(code) or "", "")
+
+
+@cache
+def uspc_names() -> dict[str, str]:
+    """US design main classes ``D<main>`` to names (``vocab/uspc.yaml``)."""
+    data = yaml.safe_load(package_text("vocab", "uspc.yaml"))
+    return {str(k).upper(): v for k, v in data["classes"].items()}
+
+
+def uspc_name(code: str | None) -> str:
+    """The name of a US design class's main class (``"D7-654"`` and ``"D7"`` -> the D7 name;
+    USPTO names subclasses only in its own schedule), else ``""``."""
+    if not code or not code.strip():
+        return ""
+    return uspc_names().get((uspc_main(code.strip()) or "").upper(), "")
 
 
 # -- objects and articles -----------------------------------------------------------------
@@ -171,9 +190,24 @@ class PatentFacts:
     locarno_name: str
     details: str = ""  # figure texts beyond view and object
     caption: str = ""  # an automatic image caption, if any (not trusted for colours etc.)
+    us_class: str = ""  # US design class "D7-654" or ""
+    us_class_name: str = ""  # the name of its main class
+
+    @property
+    def us_main(self) -> str:
+        """The US main class (``"D7"``) or ``""``."""
+        return uspc_main(self.us_class) or ""
+
+    @property
+    def class_name(self) -> str:
+        """The class name of whichever scheme the patent has: the Locarno (sub)class name when
+        it has a Locarno class, else the US main class name (``""`` without either)."""
+        return self.locarno_name if self.locarno else self.us_class_name
 
     def fields(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
+        """The prompt fields: every stored fact, plus ``class_name`` and ``us_main``."""
+        return {**{k: str(v) for k, v in asdict(self).items()}, "class_name": self.class_name,
+                "us_main": self.us_main}
 
     def content_hash(self) -> str:
         """Hash of everything a prompt is built from (not the patent id: two patents with the
@@ -241,6 +275,8 @@ def patent_facts(drawings: Sequence[Drawing], max_details: int = 300) -> PatentF
         locarno_name=locarno_name(first.locarno_class),
         details="; ".join(details),
         caption=clean_caption(getattr(first, "caption", "") or ""),
+        us_class=first.us_class or "",
+        us_class_name=uspc_name(first.us_class),
     )
 
 
@@ -274,7 +310,7 @@ class PromptSpec:
     fingerprint: str = ""  # hash of the parts that change what the LLM writes
 
     @classmethod
-    def load(cls, version_or_path: str | Path = "v1") -> PromptSpec:
+    def load(cls, version_or_path: str | Path = "v2") -> PromptSpec:
         p = Path(version_or_path)
         if p.suffix in (".yaml", ".yml"):
             if not p.exists():
@@ -358,13 +394,26 @@ class PromptSpec:
             "object": p.object, "Object": capitalise(p.object), "a_object": with_article(p.object),
             "full_object": p.full_object, "a_full_object": with_article(p.full_object),
             "locarno": p.locarno, "locarno_name": p.locarno_name or "design", "title": p.title,
+            "us_class": p.us_class, "us_main": p.us_main, "us_class_name": p.us_class_name or "design",
+            "class_name": p.class_name or "design",
         }
+
+    def metadata_template(self, p: PatentFacts) -> str:
+        """Which entry-0 template fits the patent's class: ``metadata`` (Locarno),
+        ``metadata_us`` (a known US class only; a prompt file without it, such as v1, says no
+        class) or ``metadata_no_class``."""
+        d = self.raw["drawing"]
+        if p.locarno:
+            return d["metadata"]
+        if p.us_class and p.us_class_name and "metadata_us" in d:
+            return d["metadata_us"]
+        return d["metadata_no_class"]
 
     def metadata_description(self, df: DrawingFacts) -> str:
         """Entry 0 of every drawing: deterministic, from metadata only."""
         d = self.raw["drawing"]
         ctx = self._context(df, self.view_phrases(df.view, df.view_text)[0])
-        text = (d["metadata"] if df.patent.locarno else d["metadata_no_class"]).format_map(ctx)
+        text = self.metadata_template(df.patent).format_map(ctx)
         if df.detail:
             text += " " + d["figure_detail"].format_map({**ctx, "detail": df.detail})
         return text

@@ -1,10 +1,16 @@
 """Keeping LLM descriptions truthful and varied.
 
-- :class:`TruthFilter` drops every sentence that states a fact the metadata does not support:
-  a material, colour, number, unit or brand name that the patent's own metadata (title, object,
-  figure texts, Locarno class name) never uses; a view (object-level text is shared by all views);
-  an echoed prompt label; an unfinished sentence. A description that keeps no sentence, or no
-  longer names any word of the object, is rejected (the per-drawing text adds the exact object).
+- :class:`TruthFilter` drops every sentence that states a fact the metadata does not support.
+  In both modes (:data:`TRUTH_MODES`, ``DescribeConfig.truth``): a material, colour, number,
+  unit or brand name that the patent's own metadata (title, object, figure texts, class name)
+  never uses; a view (object-level text is shared by all views); an echoed prompt label; an
+  unfinished sentence. ``"strict"`` (the default) also drops a sentence with any word that is
+  neither in that metadata, nor a function word, nor generic vocabulary that fits every object
+  (shape, generic parts, relations between parts): a small base model otherwise invents other
+  names, uses and kinds ("also called a soccer bowl", "for outdoor activities"), which no risky
+  word list can foresee. ``"lists"`` checks the risky word lists only (the behaviour before
+  strict mode). A description that keeps no sentence, or no longer names any word of the object,
+  is rejected (the per-drawing text adds the exact object).
 - :func:`dedupe` removes near-identical descriptions (normalised token Jaccard similarity).
 
 The word lists are data: ``vocab/truth.yaml``.
@@ -18,10 +24,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import get_args
 
 import yaml
 
+from priorsight.describe.config import TruthMode
 from priorsight.describe.prompts import PatentFacts, package_text, stem
+
+#: The truth filter's modes: every word grounded or generic, or the risky word lists only.
+TRUTH_MODES: tuple[str, ...] = get_args(TruthMode)
 
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
@@ -53,7 +64,8 @@ def norm_tokens(text: str) -> set[str]:
 
 @dataclass(frozen=True)
 class TruthVocabulary:
-    """The risky-word lists of ``vocab/truth.yaml`` (normalised)."""
+    """The word lists of ``vocab/truth.yaml`` (normalised): the risky words (both modes), and
+    for strict mode the function words, the generic vocabulary and the naming words."""
 
     materials: frozenset[str]
     colours: frozenset[str]
@@ -64,15 +76,24 @@ class TruthVocabulary:
     not_brands: frozenset[str]
     off_topic: frozenset[str] = frozenset()
     fingerprint: str = ""  # changes when a list changes (part of the cache key)
+    function_words: frozenset[str] = frozenset()
+    generic: frozenset[str] = frozenset()  # shape_words, part_words, picture_words, relation_words
+    synonym_words: frozenset[str] = frozenset()  # "called", "known": another name for the object
 
     @classmethod
     def from_mapping(cls, data: dict[str, list[str]]) -> TruthVocabulary:
-        def s(key: str, keep_case: bool = False) -> frozenset[str]:
-            return frozenset(str(w) if keep_case else norm(str(w)) for w in data.get(key, []))
+        def s(*keys: str, keep_case: bool = False) -> frozenset[str]:
+            return frozenset(str(w) if keep_case else norm(str(w)) for key in keys for w in data.get(key, []))
 
         fp = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return cls(s("materials"), s("colours"), s("number_words"), s("units"), s("view_words"),
-                   s("prompt_labels"), s("not_brands", keep_case=True), s("off_topic"), fp)
+        return cls(
+            materials=s("materials"), colours=s("colours"), number_words=s("number_words"), units=s("units"),
+            view_words=s("view_words"), prompt_labels=s("prompt_labels"),
+            not_brands=s("not_brands", keep_case=True), off_topic=s("off_topic"), fingerprint=fp,
+            function_words=s("function_words") | _STOPWORDS,
+            generic=s("shape_words", "part_words", "picture_words", "relation_words"),
+            synonym_words=s("synonym_words"),
+        )
 
 
 @cache
@@ -98,14 +119,33 @@ class TruthFilter:
     known: set[str] = field(default_factory=set)  # also allowed as capitalised words (caption)
     object_terms: tuple[str, ...] = ()  # normalised object words: at least one must appear
     min_words: int = 4
+    mode: TruthMode = "strict"
+
+    def __post_init__(self) -> None:
+        if self.mode not in TRUTH_MODES:
+            raise ValueError(f"truth mode must be one of {TRUTH_MODES}, got {self.mode!r}")
 
     @classmethod
-    def for_facts(cls, facts: PatentFacts, vocabulary: TruthVocabulary | None = None) -> TruthFilter:
+    def for_facts(cls, facts: PatentFacts, vocabulary: TruthVocabulary | None = None,
+                  mode: TruthMode = "strict") -> TruthFilter:
+        """The filter of one patent: its title, object, figure details and class name ground
+        words (the caption does not: it only keeps its names from counting as brands)."""
         vocab = vocabulary or default_vocabulary()
-        trusted = " ".join([facts.object, facts.full_object, facts.title, facts.details, facts.locarno_name])
+        trusted = " ".join([facts.object, facts.full_object, facts.title, facts.details, facts.class_name])
         grounded = norm_tokens(trusted)
         object_terms = tuple(t for t in (norm(w) for w in words(facts.object)) if t not in _STOPWORDS)
-        return cls(vocab, grounded, known=norm_tokens(facts.caption), object_terms=object_terms)
+        return cls(vocab, grounded, known=norm_tokens(facts.caption), object_terms=object_terms, mode=mode)
+
+    def allowed(self, word: str) -> bool:
+        """Strict mode's test of one word: grounded in the metadata, a function word or generic
+        vocabulary; a hyphenated word also when each of its parts is ("ball-shaped")."""
+        v = self.vocabulary
+
+        def ok(n: str) -> bool:
+            return n in self.grounded or n in v.function_words or n in v.generic
+
+        pieces = [norm(p) for p in word.split("-") if p]
+        return ok(norm(word)) or (len(pieces) > 1 and all(ok(p) for p in pieces))
 
     def sentence_problems(self, sentence: str) -> list[str]:
         """Why a sentence may not be kept (empty: it may)."""
@@ -137,6 +177,8 @@ class TruthFilter:
                 problems.append(f"off topic {w!r}")
             elif i > 0 and any(ch.isupper() for ch in w) and w not in v.not_brands and n not in self.known:
                 problems.append(f"name {w!r}")
+            elif self.mode == "strict" and not self.allowed(w):
+                problems.append(f"{'synonym' if parts & v.synonym_words else 'ungrounded'} {w!r}")
         return problems
 
     def clean(self, text: str) -> Cleaned:
