@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from priorsight.images import preprocess
+from priorsight.images import Preprocessing, preprocess, white_value
 from training.augment import (
     AugmentConfig,
     DrawingAugmenter,
@@ -19,7 +19,6 @@ from training.augment import (
     random_erasing,
     sample_crop_box,
     view_rng,
-    white_value,
 )
 
 
@@ -97,7 +96,7 @@ def test_grid_mask_rotation_keeps_the_dropped_share():
 
 
 def test_augmenter_is_seeded():
-    aug = DrawingAugmenter(AugmentConfig(flip_p=0.5, crop_p=1, erase_p=1, gridmask_p=1), size=32)
+    aug = DrawingAugmenter(AugmentConfig(flip_p=0.5, crop_p=1, erase_p=1, gridmask_p=1), 32)
     x = _array(40)
     a = aug(x, view_rng(7, 0, 3, 0))
     b = aug(x, view_rng(7, 0, 3, 0))
@@ -108,7 +107,7 @@ def test_augmenter_is_seeded():
 
 
 def test_augmenter_off_is_identity_on_arrays_and_preprocess_on_pil():
-    off = DrawingAugmenter(AugmentConfig(flip_p=0, crop_p=0, erase_p=0, gridmask_p=0), size=32)
+    off = DrawingAugmenter(AugmentConfig(flip_p=0, crop_p=0, erase_p=0, gridmask_p=0), 32)
     x = _array(32)
     np.testing.assert_array_equal(off(x, np.random.default_rng(0)), x)
     img = _drawing()
@@ -116,7 +115,7 @@ def test_augmenter_off_is_identity_on_arrays_and_preprocess_on_pil():
 
 
 def test_augmenter_pil_crop_goes_through_preprocess():
-    aug = DrawingAugmenter(AugmentConfig(flip_p=0, crop_p=1, crop_scale=(0.3, 0.3), erase_p=0, gridmask_p=0), size=48)
+    aug = DrawingAugmenter(AugmentConfig(flip_p=0, crop_p=1, crop_scale=(0.3, 0.3), erase_p=0, gridmask_p=0), 48)
     img = _drawing()
     out = aug(img, np.random.default_rng(5))
     assert out.shape == (3, 48, 48) and out.dtype == np.float32
@@ -130,4 +129,13 @@ def test_config_validation():
         AugmentConfig(crop_scale=(0.0, 1.0))
     with pytest.raises(ValueError):
         DrawingAugmenter()(np.zeros((1, 8, 8), np.float32), np.random.default_rng(0))
-    assert math.isclose(float(white_value()[0, 0, 0]), (1 - 0.485) / 0.229, rel_tol=1e-6)
+    assert math.isclose(float(white_value("imagenet")[0, 0, 0]), (1 - 0.485) / 0.229, rel_tol=1e-6)
+    assert float(white_value("inception")[0, 0, 0]) == 1.0  # (1 - 0.5) / 0.5: EfficientNet-Lite's [-1, 1]
+
+
+def test_erasing_fills_white_in_the_preprocessing_s_own_normalisation():
+    img = Image.new("L", (64, 64), 0)  # all ink: whatever is erased turns white
+    cfg = AugmentConfig(flip_p=0, crop_p=0, erase_p=1, gridmask_p=0)
+    for norm in ("imagenet", "inception"):
+        out = DrawingAugmenter(cfg, Preprocessing(32, norm))(img, np.random.default_rng(3))
+        assert np.allclose(out.max(axis=(1, 2)), white_value(norm).ravel())

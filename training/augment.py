@@ -1,10 +1,10 @@
 """The paper's drawing augmentations -- horizontal flip, random resized crop, random erasing and
 GridMask -- with numpy/torch/PIL only, seeded by an explicit ``numpy.random.Generator``.
 
-They work on the output of :func:`priorsight.images.preprocess` (float32 (3, H, W),
-ImageNet-normalised). Given a PIL drawing instead, the random crop is applied *before*
-preprocessing through ``preprocess(img, size, crop=Crop(...))`` (full resolution, and the one
-shared preprocessing function). Erased and masked regions are filled with paper white by default:
+They work on the output of a :class:`priorsight.images.Preprocessing` (float32 (3, H, W),
+normalised as the model expects). Given a PIL drawing instead, the random crop is applied
+*before* preprocessing through ``preprocessing(img, crop=Crop(...))`` (full resolution, and the
+one shared preprocessing function). Erased and masked regions are filled with paper white by default:
 on line art that removes strokes rather than painting grey blocks.
 
 Seeding: ``rng = view_rng(seed, epoch, index, view)`` makes every view of every drawing
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from priorsight.images import IMAGENET_MEAN, IMAGENET_STD, Crop, preprocess
+from priorsight.images import Crop, Normalize, Preprocessing, white_value
 
 Fill = Literal["white", "mean", "noise"]
 #: (top, left, height, width) of a crop in pixels
@@ -34,14 +34,10 @@ def view_rng(seed: int, epoch: int, index: int, view: int = 0) -> np.random.Gene
     return np.random.default_rng([seed, epoch, index, view])
 
 
-def white_value(dtype: np.dtype = np.float32) -> np.ndarray:
-    """Paper white in the normalised space, shape (3, 1, 1)."""
-    return ((1 - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)).astype(dtype)[:, None, None]
-
-
-def _fill(shape: tuple[int, ...], fill: Fill, rng: np.random.Generator, dtype) -> np.ndarray:
+def _fill(shape: tuple[int, ...], fill: Fill, rng: np.random.Generator, dtype,
+          normalize: Normalize = "inception") -> np.ndarray:
     if fill == "white":
-        return np.broadcast_to(white_value(dtype), shape)
+        return np.broadcast_to(white_value(normalize, dtype), shape)
     if fill == "mean":
         return np.zeros(shape, dtype)
     if fill == "noise":
@@ -81,14 +77,15 @@ def crop_resize(x: np.ndarray, box: Box, size: int) -> np.ndarray:
 
 
 def random_erasing(x: np.ndarray, rng: np.random.Generator, scale: tuple[float, float] = (0.02, 0.2),
-                   ratio: tuple[float, float] = (0.3, 3.3), fill: Fill = "white") -> np.ndarray:
+                   ratio: tuple[float, float] = (0.3, 3.3), fill: Fill = "white",
+                   normalize: Normalize = "inception") -> np.ndarray:
     """Erase one random rectangle (Zhong et al. 2020) covering ``scale`` of the area."""
     _, height, width = x.shape
     top, left, h, w = sample_crop_box(rng, height, width, scale, ratio)
     if (h, w) == (height, width):  # no rectangle fitted: leave the image alone
         return x
     out = x.copy()
-    out[:, top:top + h, left:left + w] = _fill((x.shape[0], h, w), fill, rng, x.dtype)
+    out[:, top:top + h, left:left + w] = _fill((x.shape[0], h, w), fill, rng, x.dtype, normalize)
     return out
 
 
@@ -116,10 +113,11 @@ def grid_mask_array(rng: np.random.Generator, height: int, width: int,
 
 
 def grid_mask(x: np.ndarray, rng: np.random.Generator, d_range: tuple[float, float] = (0.15, 0.4),
-              ratio: float = 0.5, rotate: float = 0.0, fill: Fill = "white") -> np.ndarray:
+              ratio: float = 0.5, rotate: float = 0.0, fill: Fill = "white",
+              normalize: Normalize = "inception") -> np.ndarray:
     mask = grid_mask_array(rng, x.shape[1], x.shape[2], d_range, ratio, rotate)
     out = x.copy()
-    out[:, mask] = _fill(x.shape, fill, rng, x.dtype)[:, mask]
+    out[:, mask] = _fill(x.shape, fill, rng, x.dtype, normalize)[:, mask]
     return out
 
 
@@ -151,14 +149,19 @@ class AugmentConfig:
 
 
 class DrawingAugmenter:
-    """``augmenter(drawing, rng) -> (3, size, size)`` float32: crop, flip, erase, GridMask."""
+    """``augmenter(drawing, rng) -> (3, size, size)`` float32: crop, flip, erase, GridMask.
 
-    def __init__(self, config: AugmentConfig = AugmentConfig(), size: int = 224):
+    ``preprocessing`` is the model's (an int is read as its size with the default
+    normalisation); arrays given to it must be in that normalisation."""
+
+    def __init__(self, config: AugmentConfig = AugmentConfig(), preprocessing: Preprocessing | int = 224):
         self.config = config
-        self.size = size
+        self.preprocessing = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing(preprocessing)
+        self.size = self.preprocessing.size
 
     def __call__(self, drawing: np.ndarray | Image.Image, rng: np.random.Generator) -> np.ndarray:
         c = self.config
+        norm = self.preprocessing.normalize
         crop = rng.random() < c.crop_p
         if isinstance(drawing, Image.Image):
             box = None
@@ -166,7 +169,7 @@ class DrawingAugmenter:
                 w, h = drawing.size
                 top, left, ch, cw = sample_crop_box(rng, h, w, c.crop_scale, c.crop_ratio)
                 box = Crop(left / w, top / h, (left + cw) / w, (top + ch) / h)
-            x = preprocess(drawing, size=self.size, crop=box)
+            x = self.preprocessing(drawing, crop=box)
         else:
             if drawing.ndim != 3 or drawing.shape[0] != 3:
                 raise ValueError(f"expected a (3, H, W) array, got shape {drawing.shape}")
@@ -178,7 +181,7 @@ class DrawingAugmenter:
         if rng.random() < c.flip_p:
             x = hflip(x)
         if rng.random() < c.erase_p:
-            x = random_erasing(x, rng, c.erase_scale, c.erase_ratio, c.fill)
+            x = random_erasing(x, rng, c.erase_scale, c.erase_ratio, c.fill, norm)
         if rng.random() < c.gridmask_p:
-            x = grid_mask(x, rng, c.gridmask_d, c.gridmask_ratio, c.gridmask_rotate, c.fill)
+            x = grid_mask(x, rng, c.gridmask_d, c.gridmask_ratio, c.gridmask_rotate, c.fill, norm)
         return np.ascontiguousarray(x, dtype=np.float32)

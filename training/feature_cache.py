@@ -1,15 +1,23 @@
-"""Backbone features of augmented views, computed once: a frozen backbone's head trains in seconds.
+"""The frozen part of the backbone applied once to augmented views: the rest trains in minutes.
 
-When the whole backbone is frozen (``freeze_blocks: "all"``), it is a fixed function of its
-input, so training only needs its output. :func:`compute_view_features` decodes every training
-drawing once and embeds ``views`` versions of it: view 0 is the plain preprocessing (what a
-query sees), views 1.. are the paper's augmentations (crop, flip, erasing, GridMask), each seeded
-by ``(seed, drawing, view)``. Training then picks one cached view per drawing and step
-(:func:`step_views`, seeded by the global batch position, so N workers see what one does).
+When the first modules of the backbone are frozen (``freeze_blocks``: a number, or ``"all"``),
+they are a fixed function of the input, so training only needs their output.
+:func:`compute_view_features` decodes every training drawing once and runs the frozen prefix on
+``views`` versions of it: view 0 is the plain preprocessing (what a query sees), views 1.. are
+the paper's augmentations (crop, flip, erasing, GridMask), each seeded by ``(seed, drawing,
+view)``. Training then picks one cached view per drawing and step (:func:`step_views`, seeded by
+the global batch position, so N workers see what one does) and runs the trainable rest of the
+backbone and the head on it. With the whole backbone frozen the cache holds pooled feature
+vectors (float32); with a frozen prefix it holds the prefix's feature maps (float16: half the
+bytes; the trainable blocks compute in float32).
 
-On disk: ``image_features.npy`` (N, views, D) float32 plus ``image_features.json`` with the
-fingerprint of what was embedded (drawings, backbone, resolution, augmentations, views, seed);
-the JSON is written last, so a half-written cache is never taken for a finished one.
+Decoding and augmenting the next batch runs in a thread while the backbone embeds the current
+one (PIL and numpy release the GIL), so the CNN, not the image decoding, sets the pace.
+
+On disk: ``image_features.npy`` (N, views, ...) plus ``image_features.json`` with the
+fingerprint of what was embedded (drawings, backbone, frozen modules, preprocessing,
+augmentations, views, seed); the JSON is written last, so a half-written cache is never taken
+for a finished one.
 """
 
 from __future__ import annotations
@@ -19,16 +27,18 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 from tqdm import tqdm
 
-from priorsight.images import ImageError, decode_image, preprocess
+from priorsight.images import ImageError, Preprocessing, decode_image
 from priorsight.storage import NotFound, Storage, is_s3, join
 from training.augment import AugmentConfig, DrawingAugmenter, view_rng
-from training.backbones import extract_features
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +51,8 @@ VIEW_STREAM = 7  # separates the per-step view choice from other seeded streams
 
 def feature_fingerprint(drawing_ids: Sequence[str], image_uris: Sequence[str], vision: dict,
                         augment: AugmentConfig, views: int, seed: int) -> str:
-    """What a cache was computed from: drawings and their images, backbone config, views."""
+    """What a cache was computed from: drawings and their images, the frozen part of the tower
+    (``vision``: backbone, weights, frozen modules, preprocessing), augmentations, views."""
     h = hashlib.sha256(json.dumps({"vision": vision, "augment": dataclasses.asdict(augment), "views": views,
                                    "seed": seed}, sort_keys=True, default=list).encode())
     for d, u in zip(drawing_ids, image_uris, strict=True):
@@ -49,48 +60,74 @@ def feature_fingerprint(drawing_ids: Sequence[str], image_uris: Sequence[str], v
     return h.hexdigest()
 
 
-def compute_view_features(image_uris: Sequence[str], backbone, image_size: int, views: int, seed: int,
-                          out_path: str | Path, augment: AugmentConfig = AugmentConfig(),
-                          storage: Storage | None = None, batch_size: int = 32,
-                          progress: bool = True) -> np.ndarray:
-    """Embed ``views`` versions of every drawing with ``backbone`` into an (N, views, D) float32
-    ``.npy`` at ``out_path`` (memory-mapped while written). Raises ValueError naming the drawing
-    when an image cannot be read or decoded."""
-    if views < 1:
-        raise ValueError(f"views must be >= 1, got {views}")
-    storage = storage or Storage()
-    augmenter = DrawingAugmenter(augment, image_size)
-    out = None
+def _view_batches(image_uris: Sequence[str], preprocessing: Preprocessing, views: int, seed: int,
+                  augment: AugmentConfig, storage: Storage, per_batch: int) -> Iterator[np.ndarray]:
+    """(drawings x views, 3, S, S) arrays of ``per_batch`` drawings at a time, in order."""
+    augmenter = DrawingAugmenter(augment, preprocessing)
     pending: list[np.ndarray] = []
-    row = 0  # first drawing of the pending batch
-
-    def flush() -> None:
-        nonlocal out, row
-        if not pending:
-            return
-        feats = extract_features(backbone, np.stack(pending), batch_size=len(pending))
-        n = len(pending) // views
-        if out is None:
-            out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32,
-                                            shape=(len(image_uris), views, feats.shape[1]))
-        out[row:row + n] = feats.reshape(n, views, -1)
-        row += n
-        pending.clear()
-
-    per_batch = max(1, batch_size // views)
-    for i, uri in enumerate(tqdm(image_uris, desc="backbone features", unit=" drawings", disable=not progress,
-                                 mininterval=2)):
+    for i, uri in enumerate(image_uris):
         try:
             img = decode_image(storage.read_bytes(uri))
         except (ImageError, OSError, NotFound) as exc:
             raise ValueError(f"cannot read training drawing {uri}: {exc}") from exc
-        pending.append(preprocess(img, image_size))
+        pending.append(preprocessing(img))
         pending.extend(augmenter(img, view_rng(seed, CACHE_EPOCH, i, v)) for v in range(1, views))
         if (i + 1) % per_batch == 0:
-            flush()
-    flush()
-    if out is None:
+            yield np.stack(pending)
+            pending.clear()
+    if pending:
+        yield np.stack(pending)
+
+
+def _prefetched(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``it``'s items, the next one made in a thread while the caller works on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="feature-cache-decode") as pool:
+        nxt = pool.submit(next, it, None)
+        while True:
+            item = nxt.result()
+            if item is None:
+                return
+            nxt = pool.submit(next, it, None)
+            yield item
+
+
+def compute_view_features(image_uris: Sequence[str], prefix: nn.Module, preprocessing: Preprocessing | int,
+                          views: int, seed: int, out_path: str | Path, augment: AugmentConfig = AugmentConfig(),
+                          storage: Storage | None = None, batch_size: int = 32,
+                          progress: bool = True) -> np.ndarray:
+    """Run the frozen ``prefix`` (a backbone, or its first modules) on ``views`` versions of
+    every drawing into an (N, views, ...) ``.npy`` at ``out_path`` (memory-mapped while
+    written): float32 pooled vectors, or float16 feature maps. Raises ValueError naming the
+    drawing when an image cannot be read or decoded."""
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    if not image_uris:
         raise ValueError("no drawings to embed")
+    storage = storage or Storage()
+    pre = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing(preprocessing)
+    device = next((p.device for p in prefix.parameters()), torch.device("cpu"))
+    was_training = prefix.training
+    prefix.eval()
+    out = None
+    row = 0
+    per_batch = max(1, batch_size // views)
+    batches = _prefetched(_view_batches(image_uris, pre, views, seed, augment, storage, per_batch))
+    try:
+        with torch.no_grad(), tqdm(total=len(image_uris), desc="backbone features", unit=" drawings",
+                                   disable=not progress, mininterval=2) as bar:
+            for batch in batches:
+                x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+                feats = prefix(x).float().cpu().numpy()
+                n = len(batch) // views
+                if out is None:
+                    dtype = np.float32 if feats.ndim == 2 else np.float16
+                    out = np.lib.format.open_memmap(out_path, mode="w+", dtype=dtype,
+                                                    shape=(len(image_uris), views, *feats.shape[1:]))
+                out[row:row + n] = feats.reshape(n, views, *feats.shape[1:])
+                row += n
+                bar.update(n)
+    finally:
+        prefix.train(was_training)
     out.flush()
     return out
 
@@ -128,7 +165,7 @@ def write_cache(cache_dir: str, fingerprint: str, compute, storage: Storage) -> 
 
 
 def load_cache(cache_dir: str, fingerprint: str, storage: Storage) -> np.ndarray:
-    """The cached (N, views, D) features (memory-mapped when local). Raises ValueError when the
+    """The cached (N, views, ...) features (memory-mapped when local). Raises ValueError when the
     cache was computed from other drawings or settings."""
     found = cached_fingerprint(cache_dir, storage)
     if found != fingerprint:
