@@ -238,18 +238,47 @@ def test_priorsight_loss_combines_terms():
     classes = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
     cfg = LossConfig(logit_adjusted=True)
     loss = PriorSightLoss(cfg, class_counts=[100, 10, 2], embed_dim=16)
-    total, parts = loss(img, patents, classes, text_emb=txt)
+    assert loss.needs_prototypes
+    with pytest.raises(ValueError, match="prototypes"):  # they are the model's class head, passed in
+        loss(img, patents, classes, text_emb=txt)
+    protos = torch.nn.Parameter(torch.randn(3, 16))
+    total, parts = loss(img, patents, classes, text_emb=txt, prototypes=protos)
     assert set(parts) == {"image_text", "image_image", "class", "logit_adjusted"}
     # at initialisation s_k = 0: the uncertainty combination is the plain sum
     np.testing.assert_allclose(total.item(), sum(p.item() for p in parts.values()), rtol=1e-6)
     total.backward()
-    assert img.grad is not None and loss.prototypes.grad is not None
+    assert img.grad is not None and protos.grad is not None
     assert all(p.grad is not None for p in loss.weighting.parameters())
     summed = PriorSightLoss(LossConfig(combine="sum", class_level="supcon", image_text=False,
                                        class_balanced_beta=None), [100, 10, 2], 16)
     total2, parts2 = summed(img, patents, classes)
-    assert set(parts2) == {"image_image", "class"} and summed.prototypes is None
+    assert set(parts2) == {"image_image", "class"} and not summed.needs_prototypes
     np.testing.assert_allclose(total2.item(), sum(p.item() for p in parts2.values()), rtol=1e-6)
+
+
+def test_words_terms_and_the_preserve_term():
+    torch.manual_seed(1)
+    img = torch.nn.functional.normalize(torch.randn(8, 16), dim=1).requires_grad_()
+    doc = torch.nn.functional.normalize(torch.randn(8, 16), dim=1).requires_grad_()
+    patents = torch.arange(8)
+    classes = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    cfg = LossConfig(image_text=False, logit_adjusted=True, text_class=True, preserve=True, la_temperature=0.05)
+    loss = PriorSightLoss(cfg, [4, 2, 2], 16)
+    assert loss.la_temperature == 0.05
+    protos = torch.nn.Parameter(torch.randn(3, 16))
+    anchor = torch.randn(8, 32)
+    mask = torch.tensor([True] * 7 + [False])
+    total, parts = loss(img, patents, classes, doc_emb=doc, doc_mask=mask, anchor=anchor, prototypes=protos)
+    assert {"text_class", "text_logit_adjusted", "preserve"} <= set(parts)
+    total.backward()
+    assert doc.grad is not None and protos.grad is not None
+    assert torch.all(doc.grad[7] == 0)  # the drawing without words takes no part in the words terms
+    # the preserve term is 0 when the embeddings' neighbour distribution is the anchor's own
+    same = torch.nn.functional.normalize(anchor - anchor.mean(0), dim=1)
+    from training.losses import SimilarityPreservingLoss
+
+    assert SimilarityPreservingLoss(0.1)(same[:, :32], anchor).item() == pytest.approx(0.0, abs=1e-5)
+    assert SimilarityPreservingLoss(0.1)(torch.nn.functional.normalize(torch.randn(8, 32), dim=1), anchor) > 0.01
 
 
 # -- distributed: 2 gloo ranks == 1 process on the same global batch ------------------------
@@ -306,3 +335,18 @@ def test_two_ranks_equal_one_process(tmp_path):
         # all_gather's backward sums over ranks, DDP then averages over ranks: / world
         dist_grad = np.concatenate([got[0][name][1], got[1][name][1]]) / 2
         np.testing.assert_allclose(dist_grad, grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["supcon", "bcl"])
+def test_a_mask_is_the_same_as_leaving_the_rows_out(kind):
+    torch.manual_seed(4)
+    x = torch.nn.functional.normalize(torch.randn(10, 8), dim=1)
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1, 2])
+    mask = torch.tensor([True, True, False, True, True, True, False, True, True, True])
+    protos = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    if kind == "supcon":
+        masked, subset = SupConLoss(0.2)(x, y, mask=mask), SupConLoss(0.2)(x[mask], y[mask])
+    else:
+        masked = BalancedContrastiveLoss(0.2)(x, y, prototypes=protos, mask=mask)
+        subset = BalancedContrastiveLoss(0.2)(x[mask], y[mask], prototypes=protos)
+    assert masked.item() == pytest.approx(subset.item(), rel=1e-6)

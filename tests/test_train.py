@@ -80,7 +80,7 @@ def _config(corpus, run_dir, **over) -> TrainConfig:
                         vision=VisionConfig(image_size=64, head="linear", freeze_blocks=17),
                         text=TextConfig(head="linear"))
     base = dict(model=model, corpus=str(corpus), descriptions=str(corpus / "descriptions.parquet"),
-                run_dir=str(run_dir), epochs=1, max_steps_per_epoch=2, lr=1e-2, backbone_lr=1e-3,
+                run_dir=str(run_dir), epochs=1, max_steps_per_epoch=2, lr=1e-2, backbone_lr=1e-3, feature_views=0,
                 batch=BatchConfig(batch_size=8, m_per_class=4, views_per_patent=2, seed=3),
                 loss=LossConfig(logit_adjusted=True), augment=AugmentConfig(gridmask_p=0.5, erase_p=0.5))
     base.update(over)
@@ -195,7 +195,7 @@ def _frozen_config(corpus, run_dir, cache_dir, **over) -> TrainConfig:
 
 
 def test_cached_features_are_the_backbone_of_the_views(corpus, tmp_path):
-    from priorsight.images import load_and_preprocess
+    from priorsight.images import Preprocessing
     from priorsight.storage import Storage
     from training.backbones import extract_features, load_backbone
     from training.feature_cache import FEATURES_FILE, META_FILE, load_cache
@@ -208,7 +208,7 @@ def test_cached_features_are_the_backbone_of_the_views(corpus, tmp_path):
     backbone, dim = load_backbone(image_size=64)
     assert feats.shape == (n, 3, dim)
     first = str(corpus / "images" / "US06010-0.png")
-    plain = extract_features(backbone, load_and_preprocess(open(first, "rb").read(), size=64))
+    plain = extract_features(backbone, Preprocessing(64).load(open(first, "rb").read())[None])
     np.testing.assert_allclose(feats[0, 0], plain[0], rtol=1e-4, atol=1e-5)  # view 0: what a query sees
     assert not np.allclose(feats[:, 1], feats[:, 0])  # views 1..: augmented
 
@@ -240,7 +240,7 @@ def test_cached_features_one_and_two_ranks_give_the_same_losses(corpus, text_fea
 def test_trained_on_cached_features_embeds_drawings_the_same_way(corpus, text_features, tmp_path):
     """The saved model (backbone + trained head) maps a drawing where the head maps its cached
     plain view; the residual head started from the features' principal directions."""
-    from priorsight.images import load_and_preprocess
+    from priorsight.images import Preprocessing
     from training.feature_cache import FEATURES_FILE
     from training.train import prepare_image_features
 
@@ -251,7 +251,7 @@ def test_trained_on_cached_features_embeds_drawings_the_same_way(corpus, text_fe
     run_training(cfg, text_features)
     model = load_trained_model(str(tmp_path / "run"))
     feats = torch.from_numpy(np.load(tmp_path / "cache" / FEATURES_FILE)[:, 0])
-    image = load_and_preprocess(open(corpus / "images" / "US06010-0.png", "rb").read(), size=64)
+    image = Preprocessing(64).load(open(corpus / "images" / "US06010-0.png", "rb").read())
     with torch.no_grad():
         from_image = model.image(torch.from_numpy(image)[None])
         from_cache = model.image(feats[:1])
@@ -274,3 +274,125 @@ def test_a_run_dir_of_another_model_is_refused_or_set_aside(corpus, text_feature
     assert moved and moved.startswith(f"{run_dir}.tiny-") and (tmp_path / moved / "checkpoints").is_dir()
     assert not run_dir.exists()
     assert run_training(frozen, text_features)["epoch"] == 1  # trains from scratch in the freed dir
+
+
+
+# -- a frozen prefix: the last blocks and the heads trained on cached feature maps ---------------
+
+def _prefix_config(corpus, run_dir, cache_dir, **over) -> TrainConfig:
+    model = ModelConfig(name="tiny-prefix", embed_dim=16,
+                        vision=VisionConfig(image_size=64, head="residual", head_hidden_dim=32, freeze_blocks=12,
+                                            drop_connect=0.0),
+                        text=TextConfig(head="residual", head_hidden_dim=32))
+    loss = LossConfig(logit_adjusted=True, text_class=True)
+    return _config(corpus, run_dir, **{"model": model, "feature_views": 2, "feature_cache": str(cache_dir),
+                                       "loss": loss, **over})
+
+
+@pytest.fixture(scope="module")
+def document_features(corpus, tmp_path_factory):
+    """The drawings' words (titles) embedded by the stand-in encoder into a run dir's cache."""
+    from training.train import DOCUMENT_FEATURES, TrainingSet
+
+    titles = sorted(set(TrainingSet.from_manifest(str(corpus)).titles))
+    run_dir = tmp_path_factory.mktemp("docs")
+    load_or_embed_texts(titles, run_dir / DOCUMENT_FEATURES, _HashEncoder())
+    return str(run_dir / DOCUMENT_FEATURES)
+
+
+def test_cached_prefix_maps_train_the_last_blocks_like_full_images(corpus, text_features, document_features, tmp_path):
+    """The cache holds the frozen first modules' feature maps (float16); training runs the rest of
+    the backbone on them: 1 and 2 ranks agree, the trained backbone blocks moved, the frozen ones
+    did not, and the saved model embeds a drawing where the cache path puts its plain view."""
+    from priorsight.images import Preprocessing
+    from training.backbones import load_backbone
+    from training.feature_cache import FEATURES_FILE
+    from training.train import prepare_image_features
+
+    torch.set_num_threads(1)
+    cache = tmp_path / "cache"
+    cfg = _prefix_config(corpus, tmp_path / "one", cache)
+    prepare_image_features(cfg)
+    maps = np.load(cache / FEATURES_FILE)
+    backbone, _ = load_backbone(image_size=64)
+    image = Preprocessing(64).load(open(corpus / "images" / "US06010-0.png", "rb").read())
+    with torch.no_grad():
+        expected = backbone.run(torch.from_numpy(image)[None], 0, 12)[0].numpy()
+    assert maps.dtype == np.float16 and maps.shape[:2] == (16, 2) and maps.shape[2:] == expected.shape
+    np.testing.assert_allclose(maps[0, 0].astype(np.float32), expected, rtol=2e-2, atol=2e-2)
+
+    single = run_training(cfg, text_features, document_features_uri=document_features)
+    for key in ("text_class", "text_logit_adjusted", "class", "logit_adjusted", "image_text"):
+        assert np.isfinite(single[key]), key
+    got = _two_ranks_prefix(_prefix_config(corpus, tmp_path / "two", cache), text_features, document_features, tmp_path)
+    for key in ("loss", "class", "text_class", "text_logit_adjusted"):
+        np.testing.assert_allclose(got[0][key], single[key], rtol=1e-3, err_msg=key)
+
+    model = load_trained_model(str(tmp_path / "one"))
+    before, _ = load_backbone(image_size=64)
+    trained = dict(model.image.backbone.named_parameters())
+    for name, p in before.named_parameters():
+        block = int(name.split(".")[2]) if name.startswith("net._blocks.") else None
+        moved = not torch.equal(p, trained[name])
+        if block is not None and block < 11:  # stem + blocks 0..10: the frozen 12 modules
+            assert not moved, name
+    assert any(not torch.equal(p, trained[n]) for n, p in before.named_parameters() if "_conv_head" in n)
+    with torch.no_grad():
+        from_image = model.image(torch.from_numpy(image)[None])
+        from_maps = model.image.forward_cached(torch.from_numpy(maps[:1, 0].astype(np.float32)))
+    np.testing.assert_allclose(from_image.numpy(), from_maps.numpy(), rtol=2e-2, atol=2e-2)
+
+
+def _rank_prefix(rank, world, init_file, cfg, text_uri, doc_uri, results) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+        metrics = run_training(cfg, text_uri, document_features_uri=doc_uri)
+        results.put((rank, {k: v for k, v in metrics.items() if isinstance(v, float)}))
+    except BaseException:
+        import traceback
+
+        results.put((rank, traceback.format_exc()))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _two_ranks_prefix(cfg, text_uri, doc_uri, tmp_path) -> dict[int, dict]:
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_rank_prefix, args=(r, 2, str(tmp_path / "init2"), cfg, text_uri, doc_uri, results))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=300) for _ in procs)
+    for r, out in got.items():
+        assert isinstance(out, dict), f"rank {r} failed:\n{out}"
+    for p in procs:
+        p.join(timeout=120)
+    return got
+
+
+def test_training_set_uses_the_configured_class_scheme(tmp_path):
+    from priorsight.manifest import CorpusWriter
+    from priorsight.records import Drawing
+    from training.train import TrainingSet
+
+    def corpus_of(path, classes):
+        with CorpusWriter(str(path)) as w:
+            for i, (loc, us) in enumerate(classes):
+                w.write(Drawing(f"d{i}", f"P{i}", "/x.png", "test", locarno_class=loc, us_class=us, title=f"Thing {i}"))
+        return str(path)
+
+    mixed = corpus_of(tmp_path / "mixed", [("14-04", "D14-486"), ("14-04", "D14-487"), (None, "D7-654"), (None, "D7-1")])
+    auto = TrainingSet.from_manifest(mixed)  # US classes label more drawings: uspc, main classes
+    assert auto.scheme.name == "uspc-main" and auto.class_vocab == ["D14", "D7"] and len(auto) == 4
+    assert auto.class_counts() == {"D14": 2, "D7": 2} and auto.titles[2] == "Thing 2"
+    assert TrainingSet.from_manifest(mixed, level="subclass").class_vocab == ["D14-486", "D14-487", "D7-1", "D7-654"]
+    loc = TrainingSet.from_manifest(mixed, scheme="locarno")  # drawings without a Locarno class are left out
+    assert loc.class_vocab == ["14-04"] and len(loc) == 2
+    us_only = corpus_of(tmp_path / "us", [(None, "D7-1")])
+    with pytest.raises(ValueError, match="no drawing with a locarno-main class"):
+        TrainingSet.from_manifest(us_only, scheme="locarno", level="main")

@@ -1,5 +1,6 @@
 """Models, losses, Ray Train training and retrieval evaluation."""
 
 #: the model config `make demo` trains and `priorsight bench retrieval` compares: the pretrained
-#: backbone frozen at 224 px, heads trained on its cached features (docs/training.md)
-DEFAULT_MODEL = "efficientnet-lite0-frozen-256"
+#: EfficientNet-Lite0 at 224 px, its first 12 modules frozen (their output cached for 8 views of
+#: every drawing), its last blocks, head and the words head trained (docs/training.md)
+DEFAULT_MODEL = "efficientnet-lite0-tail-256"

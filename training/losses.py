@@ -17,7 +17,12 @@ patent and class codes must be the same on every rank (index them over the whole
 * :class:`LogitAdjustedLoss` logit-adjusted cross-entropy (Menon 2021), BCL's classifier branch;
 * :func:`effective_number_weights` / :class:`ClassBalancedReducer` (Cui 2019);
 * :class:`UncertaintyWeighting` homoscedastic uncertainty weights (Kendall 2018);
-* :class:`PriorSightLoss` instance-level + class-level terms combined, built from :class:`LossConfig`.
+* :class:`SimilarityPreservingLoss` relational distillation from the pretrained backbone (each
+  drawing's neighbour distribution in the batch kept close to the pretrained one: Park 2019,
+  Tung & Mori 2019), so class-level terms do not erase instance-level similarity;
+* :class:`PriorSightLoss` instance-level + class-level terms combined, built from :class:`LossConfig`;
+  the class-level terms can also shape the text tower on each drawing's own words (its title:
+  what stands for it at query and index time), sharing the class prototypes with the images.
 """
 
 from __future__ import annotations
@@ -187,17 +192,22 @@ class SupConLoss(_ContrastiveOverLabels):
     ``-1/|P(i)| sum_p log(exp(s_ip/t) / sum_{a != i} exp(s_ia/t))``; anchors without a positive
     are left out. Labels may be patent codes (instance level) or class codes (class level)."""
 
-    def forward(self, embeddings: Tensor, labels: Tensor, weight_labels: Tensor | None = None) -> Tensor:
+    def forward(self, embeddings: Tensor, labels: Tensor, weight_labels: Tensor | None = None,
+                mask: Tensor | None = None) -> Tensor:
+        """``mask`` (optional, bool per row): rows taking no part at all (neither anchor nor key)."""
         keys, key_labels, offset = _keys(embeddings, labels, self.gather)
         b = embeddings.shape[0]
         rows = torch.arange(b, device=embeddings.device)
         logits = self.distance(embeddings, keys) / self.temperature
         not_self = torch.ones_like(logits, dtype=torch.bool)
         not_self[rows, rows + offset] = False
+        if mask is not None:  # masked keys leave every denominator; masked anchors are dropped below
+            key_ok = gather_no_grad(mask) if self.gather else mask
+            not_self = not_self & key_ok[None, :]
         pos = (labels[:, None] == key_labels[None, :]) & not_self
         log_prob = logits - torch.logsumexp(logits.masked_fill(~not_self, float("-inf")), dim=1, keepdim=True)
         n_pos = pos.sum(dim=1)
-        valid = n_pos > 0
+        valid = n_pos > 0 if mask is None else (n_pos > 0) & mask
         per_anchor = -(log_prob * pos).sum(dim=1)[valid] / n_pos[valid]
         wl = labels if weight_labels is None else weight_labels
         return _reduce(self.reducer, per_anchor, rows[valid], wl, embeddings)
@@ -210,24 +220,37 @@ class BalancedContrastiveLoss(_ContrastiveOverLabels):
     member of each class, labelled 0..C-1 (labels must then be class indices)."""
 
     def forward(self, embeddings: Tensor, labels: Tensor, prototypes: Tensor | None = None,
-                weight_labels: Tensor | None = None) -> Tensor:
+                weight_labels: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """``mask`` (optional, bool per row): rows taking no part at all (neither anchor nor key)."""
         keys, key_labels, offset = _keys(embeddings, labels, self.gather)
+        key_ok = None
+        if mask is not None:
+            key_ok = gather_no_grad(mask) if self.gather else mask
         if prototypes is not None:
             keys = torch.cat([keys, prototypes.to(keys.dtype)])
             key_labels = torch.cat([key_labels, torch.arange(prototypes.shape[0], device=labels.device)])
+            if key_ok is not None:
+                key_ok = torch.cat([key_ok, torch.ones(prototypes.shape[0], dtype=torch.bool, device=labels.device)])
         b = embeddings.shape[0]
         rows = torch.arange(b, device=embeddings.device)
         logits = self.distance(embeddings, keys) / self.temperature
         not_self = torch.ones_like(logits, dtype=torch.bool)
         not_self[rows, rows + offset] = False
+        if key_ok is not None:  # masked keys leave every denominator; masked anchors are dropped below
+            not_self = not_self & key_ok[None, :]
         same = labels[:, None] == key_labels[None, :]
-        _, inverse, counts = torch.unique(key_labels, return_inverse=True, return_counts=True)
-        members = counts[inverse][None, :].to(logits.dtype) - same.to(logits.dtype)  # |B_c|, minus the anchor
+        # |B_c|: the (counted) keys of each key's class, minus the anchor itself
+        if key_ok is None:
+            _, inverse, counts = torch.unique(key_labels, return_inverse=True, return_counts=True)
+            members = counts[inverse][None, :].to(logits.dtype) - same.to(logits.dtype)
+        else:
+            per_key = (key_labels[:, None] == key_labels[key_ok][None, :]).sum(dim=1).to(logits.dtype)
+            members = per_key[None, :] - (same & key_ok[None, :]).to(logits.dtype)
         log_w = torch.where(not_self, -torch.log(members.clamp(min=1)), torch.full_like(logits, float("-inf")))
         log_denominator = torch.logsumexp(logits + log_w, dim=1, keepdim=True)
         pos = same & not_self
         n_pos = pos.sum(dim=1)
-        valid = n_pos > 0
+        valid = n_pos > 0 if mask is None else (n_pos > 0) & mask
         per_anchor = -((logits - log_denominator) * pos).sum(dim=1)[valid] / n_pos[valid]
         wl = labels if weight_labels is None else weight_labels
         return _reduce(self.reducer, per_anchor, rows[valid], wl, embeddings)
@@ -248,6 +271,37 @@ class LogitAdjustedLoss(nn.Module):
         per_sample = F.cross_entropy(adjusted, labels, reduction="none")
         rows = torch.arange(logits.shape[0], device=logits.device)
         return _reduce(self.reducer, per_sample, rows, labels if weight_labels is None else weight_labels, logits)
+
+
+class SimilarityPreservingLoss(nn.Module):
+    """``mean_i KL(p_i || q_i)``: ``p_i`` the softmax over the batch (itself excluded) of the
+    pretrained features' centred cosine similarities to drawing i, ``q_i`` the same of the
+    trained embeddings. Keeps what the pretrained backbone knows of near-duplicates and views
+    of one design while the class-level terms reshape the space (relational distillation)."""
+
+    def __init__(self, temperature: float = 0.1, teacher_temperature: float | None = None, gather: bool = True):
+        super().__init__()
+        self.temperature = temperature
+        self.teacher_temperature = teacher_temperature or temperature
+        self.gather = gather
+
+    def forward(self, embeddings: Tensor, anchor: Tensor) -> Tensor:
+        keys, _, offset = _keys(embeddings, None, self.gather)
+        with torch.no_grad():
+            a_all = gather_no_grad(anchor) if self.gather else anchor
+            center = a_all.mean(dim=0, keepdim=True)
+            a_all = F.normalize(a_all - center, dim=1)
+            a = a_all[offset:offset + embeddings.shape[0]]
+        rows = torch.arange(embeddings.shape[0], device=embeddings.device)
+        self_mask = torch.zeros(embeddings.shape[0], keys.shape[0], dtype=torch.bool, device=embeddings.device)
+        self_mask[rows, rows + offset] = True
+        student = (embeddings @ keys.T / self.temperature).masked_fill(self_mask, float("-inf"))
+        teacher = (a @ a_all.T / self.teacher_temperature).masked_fill(self_mask, float("-inf"))
+        p = F.softmax(teacher, dim=1)
+        log_q = F.log_softmax(student, dim=1)
+        log_p = F.log_softmax(teacher, dim=1)
+        kl = (p * (log_p - log_q)).masked_fill(self_mask, 0.0).sum(dim=1)
+        return kl.mean()
 
 
 class UncertaintyWeighting(nn.Module):
@@ -280,6 +334,13 @@ class LossConfig:
     image_image: bool = True  # instance level: views / augmentations of one patent (SupCon on patents)
     class_level: Literal["supcon", "bcl", "none"] = "bcl"  # coarse level: Locarno classes
     logit_adjusted: bool = False  # BCL's classifier branch on class prototypes
+    #: the class-level terms (``class_level`` or SupCon, and logit adjustment) on the text tower's
+    #: embeddings of each drawing's words too, against the same class prototypes: words of one
+    #: class come together, so a query's words find the drawings of its class by their words
+    text_class: bool = False
+    #: relational distillation from the pretrained backbone (SimilarityPreservingLoss)
+    preserve: bool = False
+    preserve_temperature: float = 0.1
     clip_positives: Literal["pair", "patent"] = "patent"  # views of one patent are positives for its texts
     temperature: float = 0.07  # initial CLIP temperature (learned)
     instance_temperature: float = 0.1
@@ -288,7 +349,19 @@ class LossConfig:
     #: class counts given to PriorSightLoss (train.py passes the counts the sampler will show).
     class_balanced_beta: float | None = None
     la_tau: float = 1.0
+    #: temperature of the prototype logits of logit adjustment (None: class_temperature); a
+    #: classifier wants sharper logits than a contrastive term
+    la_temperature: float | None = None
     combine: Literal["uncertainty", "sum"] = "uncertainty"
+
+
+#: the full method, what ``priorsight train`` and ``make demo`` use and ``bench retrieval`` calls
+#: (d): image-text alignment, instance and class-level terms (balanced contrastive with the class
+#: prototypes, logit adjustment, class-balanced weights) on drawings and on their words,
+#: relational distillation from the pretrained backbone, uncertainty weighting (docs/training.md)
+DEFAULT_LOSS = LossConfig(image_text=True, image_image=True, class_level="bcl", logit_adjusted=True,
+                          class_balanced_beta=0.999, text_class=True, combine="uncertainty", class_temperature=0.3,
+                          la_temperature=0.07, preserve=True)
 
 
 class PriorSightLoss(nn.Module):
@@ -312,19 +385,52 @@ class PriorSightLoss(nn.Module):
             self.terms["class"] = BalancedContrastiveLoss(config.class_temperature, reducer=reducer())
         if config.logit_adjusted:
             self.terms["logit_adjusted"] = LogitAdjustedLoss(counts, config.la_tau, reducer=reducer())
+        if config.text_class:
+            self.terms["text_class"] = BalancedContrastiveLoss(config.class_temperature, reducer=reducer()) \
+                if config.class_level == "bcl" else SupConLoss(config.class_temperature, reducer=reducer())
+            if config.logit_adjusted:
+                self.terms["text_logit_adjusted"] = LogitAdjustedLoss(counts, config.la_tau, reducer=reducer())
+        if config.preserve:
+            self.terms["preserve"] = SimilarityPreservingLoss(config.preserve_temperature)
         if not self.terms:
             raise ValueError("LossConfig enables no loss term")
-        needs_prototypes = config.logit_adjusted or config.class_level == "bcl"
-        self.prototypes = nn.Parameter(torch.randn(len(counts), embed_dim) / math.sqrt(embed_dim)) \
-            if needs_prototypes else None
         self.weighting = UncertaintyWeighting(list(self.terms)) if config.combine == "uncertainty" else None
 
+    @property
+    def needs_prototypes(self) -> bool:
+        """Whether the terms use class prototypes (the model's :class:`~training.models.ClassHead`)."""
+        return self.config.logit_adjusted or self.config.class_level == "bcl" or \
+            (self.config.text_class and self.config.class_level == "bcl")
+
+    @property
+    def la_temperature(self) -> float:
+        """The temperature of the prototype logits (logit adjustment, and the class head's)."""
+        return self.config.la_temperature or self.config.class_temperature
+
     def forward(self, image_emb: Tensor, patent_labels: Tensor, class_labels: Tensor,
-                text_emb: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """Returns ``(total, {term: value})``; ``class_labels`` are class indices 0..C-1."""
-        protos = None if self.prototypes is None else F.normalize(self.prototypes, dim=1)
+                text_emb: Tensor | None = None, doc_emb: Tensor | None = None,
+                doc_mask: Tensor | None = None, anchor: Tensor | None = None,
+                prototypes: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Returns ``(total, {term: value})``; ``class_labels`` are class indices 0..C-1.
+        ``text_emb``: the descriptions (image-text term); ``doc_emb``: each drawing's own words
+        (text class terms), ``doc_mask`` False where a drawing has none; ``anchor``: the pretrained
+        backbone's features of the same images (the preserve term); ``prototypes``: the class
+        prototypes (C, D), the model's class head, when the terms use them."""
+        if self.needs_prototypes and prototypes is None:
+            raise ValueError("these loss terms need the class prototypes (the model's class head)")
+        protos = None if prototypes is None else F.normalize(prototypes, dim=1)
         parts: dict[str, Tensor] = {}
         for name, term in self.terms.items():
+            if name in ("text_class", "text_logit_adjusted"):
+                if doc_emb is None:
+                    raise ValueError(f"{name} loss needs doc_emb (the drawings' words)")
+                parts[name] = self._text_term(name, term, doc_emb, class_labels, doc_mask, protos)
+                continue
+            if name == "preserve":
+                if anchor is None:
+                    raise ValueError("the preserve loss needs the pretrained features (anchor)")
+                parts[name] = term(image_emb, anchor)
+                continue
             if name == "image_text":
                 if text_emb is None:
                     raise ValueError("image_text loss needs text_emb")
@@ -337,6 +443,17 @@ class PriorSightLoss(nn.Module):
             elif name == "class":
                 parts[name] = term(image_emb, class_labels)
             else:  # logit_adjusted: cosine logits against the prototypes
-                parts[name] = term(image_emb @ protos.T / self.config.class_temperature, class_labels)
+                parts[name] = term(image_emb @ protos.T / self.la_temperature, class_labels)
         total = self.weighting(parts) if self.weighting is not None else sum(parts.values())
         return total, parts
+
+    def _text_term(self, name: str, term: nn.Module, doc_emb: Tensor, class_labels: Tensor,
+                   doc_mask: Tensor | None, protos: Tensor | None) -> Tensor:
+        if name == "text_logit_adjusted":  # per sample: drawings without words just drop out
+            keep = torch.ones_like(class_labels, dtype=torch.bool) if doc_mask is None else doc_mask
+            if not keep.any():
+                return doc_emb.sum() * 0
+            return term(doc_emb[keep] @ protos.T / self.la_temperature, class_labels[keep])
+        if isinstance(term, BalancedContrastiveLoss):  # no words: neither anchor nor key
+            return term(doc_emb, class_labels, prototypes=protos, mask=doc_mask)
+        return term(doc_emb, class_labels, mask=doc_mask)

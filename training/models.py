@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from priorsight.images import Normalize, Preprocessing
 from training import DEFAULT_MODEL  # noqa: F401  (re-exported: the shipped default config)
-from training.backbones import Backbone, load_backbone
+from training.backbones import Backbone, BackbonePrefix, default_normalize, load_backbone
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,27 @@ class VisionConfig(BaseModel):
     backbone: str = "efficientnet-lite0"  # registry name, TorchScript file or HF folder (local/s3)
     weights: str | None = None  # None: packaged pretrained; "none": random; else state_dict path/URI
     image_size: int = Field(default=224, ge=32)
+    #: input normalisation; None: what the backbone's pretrained weights expect (its registry entry)
+    normalize: Normalize | None = None
+    pooling: Literal["avg", "gem"] = "avg"  # global pooling of a registered CNN's last feature map
+    #: stochastic depth of trainable blocks in training (None: the architecture's own; 0: off,
+    #: which keeps data-parallel workers exactly equivalent to one)
+    drop_connect: float | None = Field(default=None, ge=0, lt=1)
     #: "residual": linear map (initialised to the training features' principal directions) plus
     #: an MLP whose output layer starts at zero, so training starts from the pretrained geometry
     head: Literal["linear", "mlp", "residual"] = "mlp"
     head_hidden_dim: int | None = None  # MLP hidden width; default: the backbone's feature dim
-    freeze_blocks: int | Literal["all"] = 0  # early blocks (stem = block 0) kept frozen
+    #: early modules (stem = 0, then each block, the head last) kept frozen; "all": the whole
+    #: backbone. With frozen modules, training embeds the frozen part's output once per cached view
+    #: (``feature_views``) and trains the rest on it (training.feature_cache)
+    freeze_blocks: int | Literal["all"] = 0
     #: keep every BatchNorm of the backbone in eval mode (pretrained statistics): right for small
     #: per-worker batches, and makes N workers compute exactly what 1 worker does
     freeze_batchnorm: bool = True
+
+    def preprocessing(self) -> Preprocessing:
+        """The input this tower expects (size and normalisation): what every stage feeds it."""
+        return Preprocessing(self.image_size, self.normalize or default_normalize(self.backbone))  # type: ignore[arg-type]
 
 
 class TextConfig(BaseModel):
@@ -60,7 +74,9 @@ class TextConfig(BaseModel):
     feature_dim: int = MINILM_DIM
     freeze: bool = True  # frozen encoder: sentence features can be cached
     max_tokens: int = Field(default=128, ge=8)
-    head: Literal["linear", "mlp"] = "linear"
+    #: "residual" starts as the principal directions of the training texts' features (as the image head)
+    head: Literal["linear", "mlp", "residual"] = "linear"
+    head_hidden_dim: int | None = None
 
 
 class ModelConfig(BaseModel):
@@ -151,13 +167,17 @@ class ImageEncoder(nn.Module):
         self.freeze_batchnorm = freeze_batchnorm
         self.head = ProjectionHead(backbone.feature_dim, embed_dim, head, head_hidden_dim)
         self.frozen: list[nn.Module] = []
+        #: how many early modules are frozen (all of them for "all"; 0: none)
+        self.frozen_modules = 0
         if freeze_blocks == "all":
             self.frozen = [backbone]
+            self.frozen_modules = -1
         elif freeze_blocks:
             blocks = backbone.early_modules()
             if not 0 <= freeze_blocks <= len(blocks):
                 raise ValueError(f"freeze_blocks={freeze_blocks} but the backbone has {len(blocks)} blocks")
             self.frozen = blocks[:freeze_blocks]
+            self.frozen_modules = freeze_blocks
         for m in self.frozen:
             m.requires_grad_(False)
         self.train(self.training)
@@ -165,7 +185,8 @@ class ImageEncoder(nn.Module):
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> ImageEncoder:
         v = cfg.vision
-        backbone, _ = load_backbone(v.backbone, v.weights, image_size=v.image_size)
+        backbone, _ = load_backbone(v.backbone, v.weights, image_size=v.image_size, pooling=v.pooling,
+                                    drop_connect=v.drop_connect)
         return cls(backbone, cfg.embed_dim, v.head, v.head_hidden_dim, v.freeze_blocks, v.freeze_batchnorm)
 
     def train(self, mode: bool = True) -> ImageEncoder:
@@ -182,6 +203,22 @@ class ImageEncoder(nn.Module):
     def backbone_frozen(self) -> bool:
         """Whether the whole backbone is a fixed function (its features can be cached)."""
         return bool(self.frozen) and self.frozen[0] is self.backbone
+
+    def frozen_prefix(self) -> BackbonePrefix | None:
+        """The frozen first modules as one fixed function, whose output training caches; None
+        when nothing is frozen or the backbone cannot run its modules separately."""
+        if self.backbone_frozen:
+            return BackbonePrefix(self.backbone)
+        if self.frozen_modules > 0 and type(self.backbone).run is not Backbone.run:
+            return self.backbone.prefix(self.frozen_modules)
+        return None
+
+    def forward_cached(self, x: Tensor) -> Tensor:
+        """Embeddings from the frozen prefix's output (:meth:`frozen_prefix`): the rest of the
+        backbone, then the head."""
+        if self.backbone_frozen:
+            return self.head(x)
+        return self.head(self.backbone.run(x.contiguous(memory_format=torch.channels_last), self.frozen_modules))
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) drawings, or (B, feature_dim) backbone features (a cached frozen backbone's
@@ -294,7 +331,8 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, embed_dim: int, sentence_encoder: SentenceEncoder | None = None,
-                 feature_dim: int = MINILM_DIM, freeze: bool = True, head: Literal["linear", "mlp"] = "linear"):
+                 feature_dim: int = MINILM_DIM, freeze: bool = True,
+                 head: Literal["linear", "mlp", "residual"] = "linear", head_hidden_dim: int | None = None):
         super().__init__()
         if sentence_encoder is not None and sentence_encoder.feature_dim != feature_dim:
             raise ValueError(f"sentence encoder gives {sentence_encoder.feature_dim}-d features, config says {feature_dim}")
@@ -302,14 +340,14 @@ class TextEncoder(nn.Module):
         self.freeze = freeze
         if sentence_encoder is not None and freeze:
             sentence_encoder.requires_grad_(False)
-        self.head = ProjectionHead(feature_dim, embed_dim, head)
+        self.head = ProjectionHead(feature_dim, embed_dim, head, head_hidden_dim)
         self.train(self.training)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, load_encoder: bool = True) -> TextEncoder:
         t = cfg.text
         enc = SentenceEncoder(t.encoder, t.max_tokens) if load_encoder else None
-        return cls(cfg.embed_dim, enc, t.feature_dim, t.freeze, t.head)
+        return cls(cfg.embed_dim, enc, t.feature_dim, t.freeze, t.head, t.head_hidden_dim)
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)
@@ -330,18 +368,54 @@ class TextEncoder(nn.Module):
         return self.head(feats)
 
 
-class DrawingTextModel(nn.Module):
-    """Both towers; ``forward(images, texts_or_features) -> (image_emb, text_emb)``."""
+class ClassHead(nn.Module):
+    """The distribution-aware classifier shared by both towers: one prototype per training class
+    in the embedding space, cosine logits at a temperature (what the logit-adjusted and balanced
+    contrastive terms train). At query and index time it gives the *balanced* class posterior of
+    a drawing, of its words, or of both together (product of experts: logits added), the
+    ``classes`` part of the index vectors (:mod:`priorsight.vectors`)."""
 
-    def __init__(self, config: ModelConfig, image: ImageEncoder, text: TextEncoder):
+    def __init__(self, num_classes: int, embed_dim: int, temperature: float = 0.1):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError("a class head needs at least one class")
+        self.prototypes = nn.Parameter(torch.randn(num_classes, embed_dim) / np.sqrt(embed_dim))
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.prototypes.shape[0])
+
+    def normalized(self) -> Tensor:
+        return F.normalize(self.prototypes, dim=1)
+
+    def logits(self, embeddings: Tensor) -> Tensor:
+        return embeddings @ self.normalized().T / self.temperature
+
+    def posterior(self, *embeddings: Tensor | None) -> Tensor:
+        """softmax of the summed logits of the given embeddings (None ones left out)."""
+        parts = [self.logits(e) for e in embeddings if e is not None]
+        if not parts:
+            raise ValueError("a posterior needs at least one embedding")
+        return torch.softmax(torch.stack(parts).sum(dim=0), dim=-1)
+
+
+class DrawingTextModel(nn.Module):
+    """Both towers and (once trained with class-level terms) the class head;
+    ``forward(images, texts_or_features) -> (image_emb, text_emb)``."""
+
+    def __init__(self, config: ModelConfig, image: ImageEncoder, text: TextEncoder, classes: ClassHead | None = None):
         super().__init__()
         self.config = config
         self.image = image
         self.text = text
+        self.classes = classes
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, load_text_encoder: bool = True) -> DrawingTextModel:
-        return cls(cfg, ImageEncoder.from_config(cfg), TextEncoder.from_config(cfg, load_text_encoder))
+    def from_config(cls, cfg: ModelConfig, load_text_encoder: bool = True, num_classes: int = 0,
+                    class_temperature: float = 0.1) -> DrawingTextModel:
+        head = ClassHead(num_classes, cfg.embed_dim, class_temperature) if num_classes else None
+        return cls(cfg, ImageEncoder.from_config(cfg), TextEncoder.from_config(cfg, load_text_encoder), head)
 
     def forward(self, images: Tensor, texts_or_features: Sequence[str] | Tensor | None = None
                 ) -> tuple[Tensor, Tensor | None]:
