@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from priorsight.classes import LevelChoice, SchemeChoice
 from priorsight.describe.config import DescribeConfig
+from priorsight.vectors import FusionWeights
 
 #: Where a config file is looked for when none is named (``PRIORSIGHT_CONFIG`` overrides).
 DEFAULT_CONFIG_FILE = "priorsight.yaml"
@@ -175,6 +176,9 @@ class ServeConfig(BaseModel):
     text_queries: bool = True  # load the sentence encoder so words can be part of a query
     sources: list[SearchSourceConfig] = Field(default_factory=lambda: [SearchSourceConfig()], min_length=1)
     fusion: Literal["max", "rrf"] = "max"  # default fusion of several query views
+    #: how a query's drawing and words make one score (priorsight.vectors; the weights
+    #: `priorsight eval` measures: docs/training.md)
+    query_weights: FusionWeights = FusionWeights()
     rrf_k: int = Field(default=60, ge=1)
     candidates_per_query: int = Field(default=100, ge=1, le=16384)  # ANN hits per query vector per source
     default_k: int = Field(default=20, ge=1)
@@ -209,6 +213,9 @@ class Settings(BaseModel):
     corpus: CorpusConfig = CorpusConfig()
     milvus: MilvusConfig = MilvusConfig()
     describe: DescribeConfig = DescribeConfig()
+    #: how a query's drawing and words are fused into one score (priorsight.vectors;
+    #: `priorsight eval` and the service use the same weights: docs/training.md)
+    query_weights: FusionWeights = FusionWeights()
     serve: ServeConfig = ServeConfig()
 
 

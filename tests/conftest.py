@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PRIORSIGHT_SHARED_DIR", REPO.parent / "shared"))
 USPTO_SAMPLE = SHARED / "data" / "uspto-design-2021"
+DESIGN_2007 = SHARED / "data" / "uspto-design-2007-first-figures"
 
 
 def free_port() -> int:
@@ -25,6 +26,14 @@ def uspto_sample() -> Path:
     if not USPTO_SAMPLE.is_dir():
         pytest.skip(f"shared USPTO sample not present at {USPTO_SAMPLE}")
     return USPTO_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def design_2007() -> Path:
+    """The 601 real US design patents of 2007 (one drawing each, US class and title)."""
+    if not (DESIGN_2007 / "metadata.csv").is_file():
+        pytest.skip(f"shared 2007 US design folder not present at {DESIGN_2007}")
+    return DESIGN_2007
 
 
 @pytest.fixture(scope="session")

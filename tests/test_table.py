@@ -25,16 +25,6 @@ from priorsight.corpus.table import (
 )
 from priorsight.manifest import read_failures, read_manifest
 from priorsight.records import Drawing, ItemError, uspc_main
-from tests.conftest import SHARED
-
-DESIGN_2007 = SHARED / "data" / "uspto-design-2007-first-figures"
-
-
-@pytest.fixture(scope="session")
-def design_2007() -> Path:
-    if not (DESIGN_2007 / "metadata.csv").is_file():
-        pytest.skip(f"shared 2007 US design folder not present at {DESIGN_2007}")
-    return DESIGN_2007
 
 
 def png(path: Path, size: tuple[int, int] = (40, 30), value: int = 0) -> Path:

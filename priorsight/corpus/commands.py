@@ -131,16 +131,19 @@ def register(corpus_app: typer.Typer) -> None:
         corpus: str = typer.Argument(..., help="Corpus directory or manifest (local or s3://)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
         top: int = typer.Option(40, help="How many classes to list."),
+        class_scheme: str | None = typer.Option(None, help="auto|locarno|uspc (default: corpus.class_scheme)."),
+        class_level: str | None = typer.Option(None, help="auto|main|subclass (default: corpus.class_level)."),
     ) -> None:
-        """Total drawings and patents, drawings per Locarno class, and the head/medium/tail split."""
+        """Total drawings and patents, drawings per class (Locarno or US design class), and the head/medium/tail split."""
         from priorsight.cli import fail, settings_of
         from priorsight.corpus.stats import corpus_stats, format_stats
 
         settings = settings_of(ctx)
         try:
             s = corpus_stats(corpus, Storage(settings.storage), settings.corpus.head_share,
-                             settings.corpus.tail_share)
-        except (NotFound, StorageError, FileNotFoundError) as exc:
+                             settings.corpus.tail_share, class_scheme or settings.corpus.class_scheme,
+                             class_level or settings.corpus.class_level)
+        except (NotFound, StorageError, FileNotFoundError, ValueError, KeyError) as exc:
             fail(str(exc))
             return
         typer.echo(json.dumps(s.to_dict(), indent=2) if as_json else format_stats(s, top))
