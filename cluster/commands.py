@@ -12,7 +12,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("index")
     def index_cmd(
         ctx: typer.Context,
-        corpus: str = typer.Argument(..., help="Corpus directory or manifest (local or s3://)."),
+        corpus: str = typer.Argument(..., help="Corpus directory or manifest (local or s3://), or a USPTO, table, "
+                                               "DeepPatent2 or image folder (imported once into data/corpora/)."),
         checkpoint: str = typer.Option("data/demo/model", help="Training run dir or .pt checkpoint."),
         collection: str | None = typer.Option(None, help="Fill this collection (default: the version built "
                                                             "for this model, else a new one beside the live one)."),
@@ -28,9 +29,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from priorsight.cli import fail, settings_of
         from priorsight.milvus import MilvusUnavailable
         from priorsight.storage import NotFound, StorageError
+        from training.evaluate import imported_corpus_dir, resolve_corpus
 
         s = settings_of(ctx)
         try:
+            corpus = resolve_corpus(corpus, workdir=imported_corpus_dir(corpus), reuse=True)
             r = index_corpus(corpus, checkpoint, s.milvus, s.storage, collection=collection, swap=swap,
                              embed_actors=embed_actors, writer_actors=writer_actors, batch_size=batch_size,
                              address=address, limit=limit)

@@ -2,8 +2,12 @@
 versioned Milvus collection, on Ray Data.
 
     manifest rows ──► DrawingEmbedder actors (model loaded once; decode + the shared
-                      preprocessing + image tower) ──► MilvusWriter actors (large upsert
-                      batches keyed by drawing_id) ──► flush, HNSW index, load, [alias swap]
+                      preprocessing + image tower; the text tower on the drawing's own words)
+                  ──► MilvusWriter actors (large upsert batches keyed by drawing_id)
+                  ──► flush, HNSW index, load, [alias swap]
+
+Each drawing is stored as one fused vector ``[image ; words]`` (priorsight.vectors), so one
+inner-product search scores a query's drawing and words together.
 
 Re-runs and resumed runs never duplicate (upsert by primary key) and skip drawings already in
 the target collection. Drawings that cannot be read or decoded are recorded, not fatal.
@@ -28,6 +32,9 @@ from priorsight.storage import Storage, join
 
 log = logging.getLogger(__name__)
 STAGE = "index"
+#: the manifest columns the job reads (the title: the drawing's words, the rest: filter fields)
+INDEX_COLUMNS = ("drawing_id", "patent_id", "locarno_class", "us_class", "view", "grant_date", "source",
+                 "image_uri", "title")
 
 
 def model_version_of(checkpoint: str, storage: Storage | None = None) -> str:
@@ -46,37 +53,34 @@ def model_version_of(checkpoint: str, storage: Storage | None = None) -> str:
     return f"m-{digest}"
 
 
-class ImageTower:
-    """The trained image tower, loaded once (per actor / per process)."""
+class DocumentTower:
+    """The trained towers (:class:`training.encoder.Encoder`), loaded once (per actor / per
+    process): drawings and their words to the fused vectors the index holds."""
 
     def __init__(self, checkpoint: str, storage_config: dict | None = None, threads: int | None = None):
-        import torch
+        from training.encoder import Encoder
 
-        from training.train import load_trained_model
-
-        if threads:
-            torch.set_num_threads(threads)
         self.storage = Storage(StorageConfig.model_validate(storage_config or {}))
-        self.model = load_trained_model(checkpoint, self.storage)
-        self.image_size = self.model.config.vision.image_size
-        self.dim = self.model.config.embed_dim
+        self.encoder = Encoder.from_checkpoint(checkpoint, self.storage, text=True, threads=threads)
+        self.preprocessing = self.encoder.preprocessing
+        self.image_size = self.preprocessing.size
+        self.dim = self.encoder.vector_dim
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(images)).contiguous(memory_format=torch.channels_last)
-            return self.model.image(x).numpy().astype(np.float32)
+    def embed(self, images: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        """(N, 3, S, S) preprocessed drawings and their words -> (N, dim) ``[image ; words]``."""
+        return self.encoder.documents(self.encoder.embed_images(images), texts)
 
 
-def read_and_preprocess(storage: Storage, uris: list[str], size: int) -> tuple[list[np.ndarray], list[str | None]]:
-    """Decode + preprocess each image; an error message instead of an array where it fails."""
-    from priorsight.images import ImageError, load_and_preprocess
+def read_and_preprocess(storage: Storage, uris: list[str], preprocessing) -> tuple[list[np.ndarray], list[str | None]]:
+    """Decode + preprocess each image (``preprocessing``: the model's
+    :class:`~priorsight.images.Preprocessing`); an error message instead of an array where it fails."""
+    from priorsight.images import ImageError, Preprocessing
 
+    pre = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing(preprocessing)
     arrays, errors = [], []
     for uri in uris:
         try:
-            arrays.append(load_and_preprocess(storage.read_bytes(uri), size=size))
+            arrays.append(pre.load(storage.read_bytes(uri)))
             errors.append(None)
         except (ImageError, OSError) as exc:  # NotFound/StorageError are OSErrors
             arrays.append(None)
@@ -88,17 +92,20 @@ class DrawingEmbedder:
     """Ray Data callable class: loads the model once per actor, embeds a batch of manifest rows."""
 
     def __init__(self, checkpoint: str, storage_config: dict | None = None, threads: int = 1):
-        self.tower = ImageTower(checkpoint, storage_config, threads)
+        self.tower = DocumentTower(checkpoint, storage_config, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from priorsight.vectors import document_text
+
         uris = [str(u) for u in batch["image_uri"]]
-        arrays, errors = read_and_preprocess(self.tower.storage, uris, self.tower.image_size)
+        arrays, errors = read_and_preprocess(self.tower.storage, uris, self.tower.preprocessing)
         ok = [i for i, a in enumerate(arrays) if a is not None]
         emb = np.zeros((len(uris), self.tower.dim), dtype=np.float32)
         if ok:
-            emb[ok] = self.tower.embed(np.stack([arrays[i] for i in ok]))
-        out = {k: batch[k] for k in ("drawing_id", "patent_id", "locarno_class", "view", "grant_date", "source",
-                                     "image_uri")}
+            titles = batch.get("title")
+            texts = None if titles is None else [document_text({"title": titles[i]}) for i in ok]
+            emb[ok] = self.tower.embed(np.stack([arrays[i] for i in ok]), texts)
+        out = {k: batch[k] for k in INDEX_COLUMNS if k in batch and k != "title"}
         out["embedding"] = emb
         out["error"] = np.array([e or "" for e in errors], dtype=object)
         return out
@@ -143,7 +150,7 @@ def _row(batch: dict[str, np.ndarray], i: int, model_version: str) -> dict[str, 
         return "" if v is None else str(v)
 
     return {PRIMARY_FIELD: s("drawing_id"), "patent_id": s("patent_id"), "locarno_class": s("locarno_class"),
-            "view": s("view") or "other", "grant_date": grant_date_int(s("grant_date") or None),
+            "us_class": s("us_class") if "us_class" in batch else "", "view": s("view") or "other", "grant_date": grant_date_int(s("grant_date") or None),
             "source": s("source"), "model_version": model_version, VECTOR_FIELD: batch["embedding"][i].tolist()}
 
 
@@ -247,6 +254,15 @@ def target_collection(client: Any, config: MilvusConfig, model_version: str, dim
     return name, True
 
 
+def _index_table(corpus: str, storage: Storage) -> pa.Table:
+    """The manifest columns the job needs (a manifest written before ``us_class`` existed gets
+    an empty one)."""
+    table = read_manifest(corpus, storage)
+    if "us_class" not in table.column_names:
+        table = table.append_column("us_class", pa.nulls(table.num_rows, pa.string()))
+    return table.select(list(INDEX_COLUMNS))
+
+
 def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_config: StorageConfig | None = None,
                  collection: str | None = None, swap: bool = False, embed_actors: int = 1,
                  writer_actors: int = 1, batch_size: int = 32, address: str | None = None,
@@ -262,16 +278,15 @@ def index_corpus(corpus: str, checkpoint: str, milvus: MilvusConfig, storage_con
     storage_config = storage_config or StorageConfig()
     storage = Storage(storage_config)
     model_version = model_version_of(checkpoint, storage)
-    from training.train import latest_checkpoint, load_checkpoint
+    from training.encoder import checkpoint_vector_dim
+    from training.train import checkpoint_uri, load_checkpoint
 
-    ckpt_uri = checkpoint if checkpoint.endswith(".pt") else latest_checkpoint(checkpoint, storage)["uri"]
-    dim = int(load_checkpoint(ckpt_uri, storage)["model_config"]["embed_dim"])
+    dim = checkpoint_vector_dim(load_checkpoint(checkpoint_uri(checkpoint, storage), storage))
     client = connect(milvus)
     # DDL on a server that has just started (or is busy) can take long: give it room
     ddl = milvus.model_copy(update={"timeout_s": max(milvus.timeout_s, 180.0)})
     name, created = target_collection(client, ddl, model_version, dim, collection)
-    table = read_manifest(corpus, storage, columns=["drawing_id", "patent_id", "locarno_class", "view",
-                                                    "grant_date", "source", "image_uri"])
+    table = _index_table(corpus, storage)
     if limit is not None:
         table = table.slice(0, limit)
     total = table.num_rows
@@ -387,8 +402,7 @@ def bench_embed(corpus: str, checkpoint: str, drawings: int = 512, batch_size: i
 
     from cluster.ray_env import init_ray
 
-    table = read_manifest(corpus, columns=["drawing_id", "patent_id", "locarno_class", "view", "grant_date",
-                                           "source", "image_uri"]).slice(0, drawings)
+    table = _index_table(corpus, Storage()).slice(0, drawings)
     runs: list[dict[str, Any]] = []
     with init_ray() as handle:
         cpus = handle.cpus

@@ -45,7 +45,7 @@ import psutil
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from priorsight.config import MilvusConfig
-from priorsight.records import VIEWS, normalise_locarno
+from priorsight.records import USPC_MAIN_CLASSES, VIEWS, normalise_locarno, normalise_uspc
 
 __all__ = [
     "MilvusConfig", "MilvusUnavailable", "EmbeddedMilvus", "ServerStatus", "Filter", "Hit",
@@ -59,16 +59,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Vectors are L2-normalised; COSINE is used for index and search alike (real Milvus rejects a
-#: search whose metric differs from the index's).
-METRIC = "COSINE"
+#: A drawing's vector is ``[image ; words]``, each part unit length, and a query's is weighted
+#: (priorsight.vectors): the inner product IS the fused score, so IP is the metric of index and
+#: search alike (real Milvus rejects a search whose metric differs from the index's).
+METRIC = "IP"
 VECTOR_FIELD = "embedding"
 PRIMARY_FIELD = "drawing_id"
-OUTPUT_FIELDS = ["patent_id", "locarno_class", "view", "grant_date", "source", "model_version"]
+OUTPUT_FIELDS = ["patent_id", "locarno_class", "us_class", "view", "grant_date", "source", "model_version"]
 #: Scalar indexes of the filter fields (on a server): without them every filtered search scans
 #: every row's value (1M rows: filtered p50 ~11 ms against ~4 ms unfiltered, docs/deploy.md).
 #: Trie (marisa) answers ``in`` and prefix ``like`` (main classes); STL_SORT ranges of dates.
-SCALAR_INDEXES = {"locarno_class": "Trie", "grant_date": "STL_SORT", "view": "Trie", "source": "Trie"}
+SCALAR_INDEXES = {"locarno_class": "Trie", "us_class": "Trie", "grant_date": "STL_SORT", "view": "Trie",
+                  "source": "Trie"}
 STATE_FILE = "priorsight-milvus.json"
 LOCK_FILE = ".priorsight-milvus.lock"
 SUPERVISOR_LOG = "supervisor.log"
@@ -448,8 +450,9 @@ def create_drawing_collection(client: MilvusClient, name: str, dim: int, config:
     """Create a drawings collection (raises if it exists).
 
     Fields: ``drawing_id`` VARCHAR primary key; ``patent_id``, ``locarno_class`` (partition key
-    if ``config.partition_key``), ``view``, ``grant_date`` (INT64 YYYYMMDD, 0 = unknown),
-    ``source``, ``model_version``; ``embedding`` FLOAT_VECTOR(dim), COSINE. Indexes
+    if ``config.partition_key``), ``us_class`` (``D14-345``), ``view``, ``grant_date`` (INT64
+    YYYYMMDD, 0 = unknown), ``source``, ``model_version``; ``embedding`` FLOAT_VECTOR(dim) (the
+    fused ``[image ; words]`` vector, priorsight.vectors), inner product. Indexes
     (:func:`create_indexes`): ``index_type`` (HNSW or SCANN, :func:`vector_index`) and the
     filter fields' scalar indexes on a server, AUTOINDEX on Lite. With ``build_index=False`` no index is
     created (bulk loads: insert, flush, then :func:`create_indexes`)."""
@@ -460,11 +463,13 @@ def create_drawing_collection(client: MilvusClient, name: str, dim: int, config:
         _check_partition_key_support(client)
     schema = MilvusClient.create_schema(
         auto_id=False, enable_dynamic_field=False,
-        description=json.dumps({"kind": "priorsight-drawings", "model_version": model_version, "dim": dim}))
+        description=json.dumps({"kind": "priorsight-drawings", "model_version": model_version, "dim": dim,
+                                "metric": METRIC, "vectors": "image+words"}))
     schema.add_field(PRIMARY_FIELD, DataType.VARCHAR, max_length=128, is_primary=True)
     schema.add_field("patent_id", DataType.VARCHAR, max_length=64)
     schema.add_field("locarno_class", DataType.VARCHAR, max_length=8,
                      is_partition_key=config.partition_key and not lite)
+    schema.add_field("us_class", DataType.VARCHAR, max_length=16)
     schema.add_field("view", DataType.VARCHAR, max_length=16)
     schema.add_field("grant_date", DataType.INT64)
     schema.add_field("source", DataType.VARCHAR, max_length=64)
@@ -647,6 +652,7 @@ class Filter(str):
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAIN_CLASS_RE = re.compile(r"^\d{1,2}$")
+_US_MAIN_RE = re.compile(r"^\s*D\s*(\d{1,2})\s*$", re.I)
 MAX_FILTER_VALUES = 1024
 
 
@@ -680,14 +686,39 @@ def grant_date_int(value: str | dt.date | None) -> int:
     return value.year * 10000 + value.month * 100 + value.day
 
 
+def _us_class_clause(values: str | Iterable[str]) -> str:
+    """``us_class`` restricted to US design classes ``D14-345`` (or ``D14/345``) or main classes
+    ``D14`` (all their subclasses)."""
+    exact, mains = [], []
+    for v in _values("us_classes", values):
+        m = _US_MAIN_RE.fullmatch(v)
+        if m:
+            main = int(m.group(1))
+            if main not in USPC_MAIN_CLASSES:
+                raise ValueError(f"US design main class out of range (D1-D34, D99): {v!r}")
+            mains.append(f"D{main}")
+        else:
+            norm = normalise_uspc(v)
+            if norm is None:
+                raise ValueError(f"empty US class: {v!r}")
+            exact.append(norm)
+    parts = []
+    if exact:
+        parts.append(f"us_class in [{', '.join(_quote(c) for c in sorted(set(exact)))}]")
+    parts += [f"us_class like {_quote(m + '-%')}" for m in sorted(set(mains))]
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
 def build_filter(locarno_classes: str | Iterable[str] | None = None, date_from: str | dt.date | None = None,
                  date_to: str | dt.date | None = None, views: str | Iterable[str] | None = None,
                  sources: str | Iterable[str] | None = None,
-                 patent_ids: str | Iterable[str] | None = None) -> Filter:
+                 patent_ids: str | Iterable[str] | None = None,
+                 us_classes: str | Iterable[str] | None = None) -> Filter:
     """A Milvus boolean expression from typed, validated values (``""`` when nothing is set).
 
     Locarno classes are ``CC-SS`` (or ``CCSS``, normalised) or a main class ``CC`` (all its
-    subclasses); dates are ISO, inclusive; views come from :data:`priorsight.records.VIEWS`;
+    subclasses); US design classes ``D14-345`` (or ``D14/345``) or a main class ``D14``; dates
+    are ISO, inclusive; views come from :data:`priorsight.records.VIEWS`;
     sources and patent ids match ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``. Anything else raises
     ``ValueError``: no caller string reaches the expression unvalidated."""
     clauses: list[str] = []
@@ -709,6 +740,8 @@ def build_filter(locarno_classes: str | Iterable[str] | None = None, date_from: 
             parts.append(f"locarno_class in [{', '.join(_quote(c) for c in sorted(set(exact)))}]")
         parts += [f"locarno_class like {_quote(m + '-%')}" for m in sorted(set(mains))]
         clauses.append(parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")")
+    if us_classes is not None:
+        clauses.append(_us_class_clause(us_classes))
     lo = grant_date_int(date_from) if date_from is not None else None
     hi = grant_date_int(date_to) if date_to is not None else None
     if lo is not None and hi is not None and lo > hi:
@@ -742,6 +775,7 @@ def drawing_row(drawing: Any, vector: Sequence[float] | np.ndarray, model_versio
         PRIMARY_FIELD: drawing.drawing_id,
         "patent_id": drawing.patent_id,
         "locarno_class": drawing.locarno_class or "",
+        "us_class": getattr(drawing, "us_class", None) or "",
         "view": drawing.view,
         "grant_date": grant_date_int(drawing.grant_date),
         "source": drawing.source,
@@ -772,7 +806,7 @@ def upsert_drawings(client: MilvusClient, collection: str, rows: Iterable[dict[s
 @dataclass
 class Hit:
     drawing_id: str
-    score: float  # cosine similarity (higher is closer)
+    score: float  # the fused similarity (inner product of query and drawing vectors; higher is closer)
     fields: dict[str, Any] = field(default_factory=dict)
 
 
@@ -780,7 +814,7 @@ def search(client: MilvusClient, collection: str, vectors: np.ndarray | Sequence
            filter: Filter | None = None, params: Mapping[str, int] | None = None,
            output_fields: Sequence[str] | None = None, timeout: float | None = None,
            consistency_level: str | None = None) -> list[list[Hit]]:
-    """Top-``k`` drawings per query vector (COSINE), optionally restricted by a
+    """Top-``k`` drawings per query vector (inner product), optionally restricted by a
     :func:`build_filter` expression; ``params``: the index's search breadth
     (:func:`search_params`; default: those of a default :class:`MilvusConfig`)."""
     if filter is not None and not isinstance(filter, Filter):

@@ -113,26 +113,30 @@ class SearchFilters(BaseModel):
 
     model_config = {"extra": "forbid"}
     locarno_classes: list[str] | None = None  # "CC-SS" or a main class "CC"
+    us_classes: list[str] | None = None  # US design class "D14-345" or a main class "D14"
     date_from: str | None = None  # ISO date, inclusive (grant date)
     date_to: str | None = None
     views: list[str] | None = None  # perspective, front, rear, left, right, top, bottom, other
     sources: list[str] | None = None  # patent offices / corpora
 
-    @field_validator("locarno_classes", "views", "sources", mode="before")
+    @field_validator("locarno_classes", "us_classes", "views", "sources", mode="before")
     @classmethod
     def _none_if_empty(cls, v: Any) -> Any:
         return None if v in ([], "") else v
 
     def to_filter(self) -> Filter:
         return build_filter(locarno_classes=self.locarno_classes, date_from=self.date_from or None,
-                            date_to=self.date_to or None, views=self.views, sources=self.sources)
+                            date_to=self.date_to or None, views=self.views, sources=self.sources,
+                            us_classes=self.us_classes)
 
 
 class DrawingResult(BaseModel):
     drawing_id: str
     patent_id: str
     score: float
-    query_scores: dict[int, float]  # query vector index (images in order, then words) -> cosine
+    #: query vector index -> its fused score (one vector per uploaded view, each with the words;
+    #: one vector for words alone): priorsight.vectors
+    query_scores: dict[int, float]
     view: str | None = None
     figure_label: str | None = None
     image_url: str
@@ -144,6 +148,7 @@ class PatentResult(BaseModel):
     score: float
     title: str = ""
     locarno_class: str | None = None
+    us_class: str | None = None  # US design class "D14-345"
     grant_date: str | None = None
     drawings: list[DrawingResult]
 
@@ -423,6 +428,7 @@ def _patent_out(p: Any, catalog: Catalog) -> PatentResult:
     return PatentResult(patent_id=p.patent_id, source=p.source, score=round(p.score, 6),
                         title=info.get("title") or "",
                         locarno_class=info.get("locarno_class") or fields.get("locarno_class") or None,
+                        us_class=info.get("us_class") or fields.get("us_class") or None,
                         grant_date=grant, drawings=[_drawing_out(d, catalog) for d in p.drawings])
 
 

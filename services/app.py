@@ -44,7 +44,7 @@ class QueryEmbedder:
 
     def __init__(self, config: ServeConfig):
         self.encoder = QueryEncoder.load(config.checkpoint, config.model_version, config.text_queries,
-                                         threads=config.embed_threads)
+                                         threads=config.embed_threads, weights=config.query_weights)
         max_pixels = config.max_image_pixels
         self.batcher: GreedyBatcher[Query, QueryVectors] = GreedyBatcher(
             lambda queries: self.encoder.embed_uploads(queries, max_pixels),

@@ -129,7 +129,8 @@ def local_app(config: Any, encoder: QueryEncoder | None = None, searcher: FanOut
     from services.api import create_api
     from services.catalog import Catalog
 
-    encoder = encoder or QueryEncoder.load(config.checkpoint, config.model_version, config.text_queries)
+    encoder = encoder or QueryEncoder.load(config.checkpoint, config.model_version, config.text_queries,
+                                           weights=config.query_weights)
     searcher = searcher or FanOutSearcher.connect(config.sources)
     backend = LocalBackend(encoder, searcher, config.candidates_per_query, config.max_image_pixels)
     catalog = catalog or Catalog.load(config.manifest, image_roots=config.image_roots)

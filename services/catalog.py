@@ -22,7 +22,7 @@ from priorsight.storage import Storage, is_s3, split_s3
 log = logging.getLogger(__name__)
 
 COLUMNS = ["drawing_id", "patent_id", "image_uri", "source", "figure_number", "figure_label", "view",
-           "view_text", "object_name", "locarno_class", "grant_date", "title", "figure_description"]
+           "view_text", "object_name", "locarno_class", "us_class", "grant_date", "title", "figure_description"]
 #: fields shown to clients (never the storage location)
 PUBLIC = [c for c in COLUMNS if c != "image_uri"]
 
@@ -111,7 +111,8 @@ class Catalog:
     @classmethod
     def load(cls, manifest: str, storage: Storage | None = None, image_roots: list[str] | None = None) -> Catalog:
         storage = storage or Storage()
-        table = read_manifest(manifest, storage, columns=COLUMNS)
+        table = read_manifest(manifest, storage)  # a manifest from before a column existed lacks it
+        table = table.select([c for c in COLUMNS if c in table.column_names])
         log.info("catalog: %d drawings from %s", table.num_rows, manifest)
         return cls(table.to_pylist(), storage, image_roots)
 
@@ -124,7 +125,7 @@ class Catalog:
             return None
         first = self.drawings[ids[0]].fields
         return {"patent_id": patent_id, "title": first.get("title") or "", "locarno_class": first.get("locarno_class"),
-                "grant_date": first.get("grant_date"), "source": first.get("source"),
+                "us_class": first.get("us_class"), "grant_date": first.get("grant_date"), "source": first.get("source"),
                 "drawings": [self.drawings[d].public for d in ids]}
 
     def image_bytes(self, drawing_id: str) -> tuple[bytes, str] | None:

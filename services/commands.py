@@ -21,6 +21,7 @@ import typer
 import yaml
 
 from priorsight.config import MilvusConfig, SearchSourceConfig, ServeConfig, serve_config_from_args
+from priorsight.vectors import FusionWeights
 from services.app import resolve_paths
 from training import DEFAULT_MODEL
 
@@ -182,12 +183,12 @@ def _block_until_interrupted() -> None:
 
 
 def serve_demo(checkpoint: str, manifest: str, collection_alias: str, milvus_config: MilvusConfig,
-               block: bool = False, port: int = 8000) -> str:
+               block: bool = False, port: int = 8000, weights: FusionWeights | None = None) -> str:
     """Serve a checkpoint over one index, run one example query over HTTP and print it; with
     ``block`` keep serving until Ctrl-C. Returns the URL."""
     from ray import serve
 
-    config = ServeConfig(checkpoint=checkpoint, manifest=manifest,
+    config = ServeConfig(checkpoint=checkpoint, manifest=manifest, query_weights=weights or FusionWeights(),
                          start_embedded_milvus=milvus_config.target == "embedded",
                          sources=[SearchSourceConfig(name="local", milvus=milvus_config, collection=collection_alias)])
     url = start_serving(config, port=port)
@@ -197,7 +198,8 @@ def serve_demo(checkpoint: str, manifest: str, collection_alias: str, milvus_con
     typer.echo(f"example query with drawing {ex['query_drawing']}: "
                f"{res['record']['latency_ms']:.0f} ms, model {res['record']['model']['version']}")
     for i, p in enumerate(res["results"], 1):
-        typer.echo(f"  {i}. {p['patent_id']}  {p['score']:.3f}  {p['locarno_class'] or '-'}  {p['title'][:60]}")
+        typer.echo(f"  {i}. {p['patent_id']}  {p['score']:.3f}  {p['locarno_class'] or p.get('us_class') or '-'}  "
+                   f"{p['title'][:60]}")
     if block:
         typer.echo("Ctrl-C stops serving.")
         _block_until_interrupted()

@@ -1,8 +1,13 @@
 """Query embedding: the trained towers applied to uploaded drawings and to words.
 
-Preprocessing is :func:`priorsight.images.preprocess` (the one function indexing uses too):
-:func:`prepare_image` decodes, validates, crops and preprocesses one upload, inside the
-embedder (the ingress only passes the bytes on: no large arrays travel between replicas).
+Preprocessing is the model's :class:`priorsight.images.Preprocessing` (the one function indexing
+uses too): :func:`prepare_image` decodes, validates, crops and preprocesses one upload, inside
+the embedder (the ingress only passes the bytes on: no large arrays travel between replicas).
+
+A query becomes its *fused* vectors (:mod:`priorsight.vectors`): one per uploaded view, each
+``[image ; words]`` weighted by :class:`~priorsight.vectors.FusionWeights`, or one from the words
+alone. The index holds every drawing as ``[image ; its own words]``, so one inner-product search
+per vector scores image and words together, and the views are then fused by the searcher.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
-import torch
 
-from priorsight.images import Crop, ImageError, decode_image, preprocess
+from priorsight.images import Crop, ImageError, Preprocessing, decode_image
+from priorsight.vectors import FusionWeights
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,8 @@ Query = tuple[list[tuple[bytes, Crop | None]], str | None]
 
 @dataclass(frozen=True)
 class QueryVectors:
-    """A query's vectors (its image vectors, then its text vector), or why an upload failed."""
+    """A query's fused vectors (one per uploaded view, or one for words alone), or why an upload
+    failed."""
 
     vectors: np.ndarray | None
     error: str | None = None
@@ -38,13 +44,20 @@ class ModelInfo:
     name: str  # architecture (model config name)
     version: str  # what answered: checkpoint label
     image_size: int
-    embed_dim: int
+    embed_dim: int  # the dimension of the fused vectors the index holds ([image ; words])
     text: bool  # words can be embedded
+    normalize: str = "inception"  # the image tower's input normalisation
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.image_size, self.normalize)  # type: ignore[arg-type]
 
 
-def prepare_image(data: bytes, image_size: int, crop: Crop | None = None, max_pixels: int = 80_000_000) -> np.ndarray:
+def prepare_image(data: bytes, preprocessing: Preprocessing | int, crop: Crop | None = None,
+                  max_pixels: int = 80_000_000) -> np.ndarray:
     """Decode (raises :class:`priorsight.images.ImageError`) and preprocess one uploaded drawing."""
-    return preprocess(decode_image(data, max_pixels), size=image_size, crop=crop)
+    pre = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing(preprocessing)
+    return pre(decode_image(data, max_pixels), crop)
 
 
 def checkpoint_label(checkpoint: str) -> str:
@@ -55,70 +68,72 @@ def checkpoint_label(checkpoint: str) -> str:
 
 
 class QueryEncoder:
-    """The trained model in eval mode; ``embed_images`` / ``embed_texts`` give unit vectors."""
+    """The trained model (:class:`training.encoder.Encoder`) as the service uses it: uploads and
+    words in, fused query vectors out."""
 
-    def __init__(self, model: torch.nn.Module, version: str, text: bool = True, threads: int | None = None):
-        if threads:
-            torch.set_num_threads(threads)
-        self.model = model.eval()
-        cfg = model.config
-        self.text = text
-        if text and getattr(model.text, "sentence_encoder", None) is None:
-            from training.models import SentenceEncoder
+    def __init__(self, encoder, version: str, weights: FusionWeights | None = None):
+        self.encoder = encoder
+        self.weights = weights or FusionWeights()
+        self.text = encoder.has_text
+        pre = encoder.preprocessing
+        self.info = ModelInfo(encoder.name, version, pre.size, encoder.vector_dim, self.text, pre.normalize)
 
-            model.text.sentence_encoder = SentenceEncoder(cfg.text.encoder, cfg.text.max_tokens).eval()
-        self.info = ModelInfo(cfg.name, version, cfg.vision.image_size, cfg.embed_dim, text)
+    @property
+    def model(self):
+        """The image tower (what one forward pass of a drawing runs)."""
+        return self.encoder.image_tower
 
     @classmethod
     def load(cls, checkpoint: str, version: str | None = None, text: bool = True, storage=None,
-             threads: int | None = None) -> QueryEncoder:
-        from training.train import load_trained_model
+             threads: int | None = None, weights: FusionWeights | None = None) -> QueryEncoder:
+        from training.encoder import Encoder
 
-        model = load_trained_model(checkpoint, storage)
-        return cls(model, version or checkpoint_label(checkpoint), text, threads)
+        encoder = Encoder.from_checkpoint(checkpoint, storage, text=text, threads=threads)
+        return cls(encoder, version or checkpoint_label(checkpoint), weights)
 
-    @torch.inference_mode()
     def embed_images(self, images: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, 3, S, S) preprocessed drawings -> (N, D) float32 unit vectors."""
-        if len(images) == 0:
-            return np.zeros((0, self.info.embed_dim), np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(list(images)), dtype=np.float32))
-        return self.model.image(x).float().numpy()
+        """(N, 3, S, S) preprocessed drawings -> (N, image_dim) float32 unit vectors."""
+        return self.encoder.embed_images(images)
 
-    @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.info.embed_dim), np.float32)
-        if not self.text:
+        if texts and not self.text:
             raise ValueError("this server was started without text queries (text_queries: false)")
-        return self.model.text(list(texts)).float().numpy()
+        if not texts:
+            return np.zeros((0, self.encoder.text_dim), np.float32)
+        return self.encoder.embed_texts(texts)
 
     def embed_queries(self, queries: list[tuple[list[np.ndarray], str | None]]) -> list[np.ndarray]:
-        """Several queries at once (one forward pass per tower): per query, its image vectors
-        followed by its text vector (if it has words)."""
+        """Several queries at once (one forward pass per tower): per query, its fused vectors,
+        one per view (each with the query's words, if any), or one for words alone."""
         images = [img for imgs, _ in queries for img in imgs]
         texts = [t for _, t in queries if t]
         img_vecs = self.embed_images(images)
         txt_vecs = self.embed_texts(texts)
         out, i, j = [], 0, 0
         for imgs, t in queries:
-            parts = [img_vecs[i:i + len(imgs)]]
+            views = img_vecs[i:i + len(imgs)]
             i += len(imgs)
+            words = None
             if t:
-                parts.append(txt_vecs[j:j + 1])
+                words = txt_vecs[j:j + 1]
                 j += 1
-            out.append(np.concatenate(parts, axis=0))
+            if len(views):
+                out.append(self.encoder.queries(views, None if words is None else np.repeat(words, len(views), 0),
+                                                self.weights))
+            else:
+                out.append(self.encoder.queries(None, words, self.weights))
         return out
 
     def embed_uploads(self, queries: list[Query], max_pixels: int = 80_000_000) -> list[QueryVectors]:
         """Decode + preprocess + embed several queries (one forward pass per tower); a query with
         an undecodable upload gets its error and does not fail the others."""
         prepared: list[tuple[list[np.ndarray], str | None] | QueryVectors] = []
+        pre = self.encoder.preprocessing
         for uploads, text in queries:
             arrays = []
             for i, (data, crop) in enumerate(uploads):
                 try:
-                    arrays.append(prepare_image(data, self.info.image_size, crop, max_pixels))
+                    arrays.append(prepare_image(data, pre, crop, max_pixels))
                 except ImageError as exc:
                     prepared.append(QueryVectors(None, str(exc), i))
                     break

@@ -20,7 +20,6 @@ import torch
 from PIL import Image, ImageDraw
 
 from priorsight.config import MilvusConfig
-from priorsight.images import load_and_preprocess
 from priorsight.manifest import CorpusWriter, iter_drawings
 from priorsight.milvus import (
     connect,
@@ -32,6 +31,7 @@ from priorsight.milvus import (
 )
 from priorsight.records import Drawing
 from priorsight.storage import Storage
+from priorsight.vectors import document_text
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,10 @@ def index_corpus(encoder, corpus: str, milvus: MilvusConfig, storage: Storage | 
     the shared preprocessing) into a new version of ``milvus.alias``; returns (collection, rows)."""
     storage = storage or Storage()
     drawings = list(iter_drawings(corpus, storage))
-    arrays = [load_and_preprocess(storage.read_bytes(d.image_uri), size=encoder.info.image_size) for d in drawings]
-    vectors = np.concatenate([encoder.embed_images(arrays[i:i + 32]) for i in range(0, len(arrays), 32)])
+    pre = encoder.info.preprocessing
+    arrays = [pre.load(storage.read_bytes(d.image_uri)) for d in drawings]
+    images = np.concatenate([encoder.embed_images(arrays[i:i + 32]) for i in range(0, len(arrays), 32)])
+    vectors = encoder.encoder.documents(images, [document_text(d) for d in drawings] if encoder.text else None)
     client = connect(milvus)
     try:
         name = next_version_name(client, milvus.alias)

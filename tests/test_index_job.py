@@ -27,6 +27,7 @@ def corpus_and_model(uspto_sample, tmp_path_factory):
     corpus = resolve_corpus(str(src), workdir=str(tmp / "corpus"))
     run = tmp / "run"
     run_training(TrainConfig(model="demo-small", corpus=corpus, run_dir=str(run), epochs=1, max_steps_per_epoch=1,
+                             feature_views=0,
                              batch=BatchConfig(batch_size=8, m_per_class=4, views_per_patent=2),
                              loss=LossConfig(image_text=False)))
     return corpus, str(run), tmp
@@ -46,14 +47,28 @@ def test_index_resume_and_search(corpus_and_model):
     client = connect(cfg)
     assert live_collection(client, cfg.alias) == first.collection
     shoe = next(r for r in read_manifest(corpus).to_pylist() if r["patent_id"] == "USD0917867")
-    from cluster.index_job import ImageTower, read_and_preprocess
+    from cluster.index_job import DocumentTower, read_and_preprocess
+    from priorsight.vectors import FusionWeights
 
-    tower = ImageTower(run)
-    arrays, errors = read_and_preprocess(tower.storage, [shoe["image_uri"]], tower.image_size)
-    vec = tower.embed(arrays[0][None])
-    (hits,) = search(client, cfg.alias, vec, k=3, filter=build_filter(locarno_classes=["02-04"]))
+    tower = DocumentTower(run)
+    arrays, errors = read_and_preprocess(tower.storage, [shoe["image_uri"]], tower.preprocessing)
+    enc = tower.encoder
+    image = enc.embed_images(arrays[0][None])
+    # the stored vector is [image ; title]: the drawing's own image finds it at similarity 1 ...
+    (hits,) = search(client, cfg.alias, enc.queries(image, None, FusionWeights()), k=3,
+                     filter=build_filter(locarno_classes=["02-04"]))
     assert hits[0].drawing_id == shoe["drawing_id"] and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert all(h.fields.get("locarno_class", "02-04") == "02-04" for h in hits)
+    # ... its image and its title at 1 + 1 (each part unit length, weights 1 and 1)
+    words = enc.embed_texts([shoe["title"]])
+    (hits,) = search(client, cfg.alias, enc.queries(image, words, FusionWeights()), k=3,
+                     filter=build_filter(us_classes=["D2"]))
+    assert hits[0].drawing_id == shoe["drawing_id"] and hits[0].score == pytest.approx(2.0, abs=1e-3)
+    assert {h.fields["us_class"] for h in hits} <= {"D2-977", "D2-973"}  # the two shoes' US classes
+    # the title alone ranks the two shoes ("Shoe") above everything else
+    (hits,) = search(client, cfg.alias, enc.queries(None, words, FusionWeights()), k=12)
+    shoes = {r["drawing_id"] for r in read_manifest(corpus).to_pylist() if r["title"] == "Shoe"}
+    assert {h.drawing_id for h in hits[:len(shoes)]} == shoes
     client.close()
 
 

@@ -151,7 +151,7 @@ def test_collection_schema(lite):
     assert fields["embedding"]["type"].name == "FLOAT_VECTOR" and int(fields["embedding"]["params"]["dim"]) == DIM
     assert not desc["auto_id"]
     index = client.describe_index("drawings_v1", "embedding")
-    assert index["metric_type"] == "COSINE"
+    assert index["metric_type"] == "IP"
     with pytest.raises(ValueError):
         create_drawing_collection(client, "drawings_v1", DIM, cfg)
 
@@ -359,7 +359,7 @@ def test_scann_index_on_the_embedded_server(embedded):
         _indexed(client, name, len(rows))
         client.load_collection(name)
     index = client.describe_index("scann_v1", "embedding")
-    assert index["index_type"] == "SCANN" and int(index["nlist"]) == 16 and index["metric_type"] == "COSINE"
+    assert index["index_type"] == "SCANN" and int(index["nlist"]) == 16 and index["metric_type"] == "IP"
     assert client.describe_index("hnsw_v1", "embedding")["index_type"] == "HNSW"
 
     rng = np.random.default_rng(5)
@@ -416,7 +416,7 @@ def test_embedded_server_end_to_end(embedded):
     upsert_drawings(client, "drawings_v1", rows[:700], batch_size=500)  # a re-run
     client.flush("drawings_v1")
     index = _indexed(client, "drawings_v1", len(rows))
-    assert index["index_type"] == "HNSW" and index["metric_type"] == "COSINE"
+    assert index["index_type"] == "HNSW" and index["metric_type"] == "IP"
     assert client.describe_index("drawings_v1", "locarno_class")["index_type"] == "Trie"
     assert client.describe_index("drawings_v1", "grant_date")["index_type"] == "STL_SORT"
     assert count(client, "drawings_v1") == len(rows)

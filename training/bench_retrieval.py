@@ -1,176 +1,399 @@
-"""``priorsight bench retrieval``: the ablation of the method on held-out patents.
+"""``priorsight bench retrieval``: the method's ablation on a validation split of real drawings.
 
-(a) the pretrained backbone untrained, (b) image-only contrastive (views of a patent are
-positives), (c) + image-text alignment with the descriptions, (d) + distribution-aware
-class-level terms (balanced contrastive with class-averaged denominators, class-balanced
-weights by effective number, logit adjustment, uncertainty weighting) — the full method.
-Every trained variant uses the same data, sampler, augmentations, steps and seed; only the
-loss differs. Evaluated on the held-out split (patents never seen in training) and on the real
-USPTO sample (never trained on).
+The protocol (docs/training.md):
+
+* **validation split**: the real long-tailed corpus (default: the 601 US design patents of 2007,
+  one drawing each, US design class) split by patent, stratified by main class, about 75/25,
+  seeded and fixed: training never sees the held-out quarter. A second real corpus with
+  several views per patent (default: the 2021 USPTO sample) is split in half by patent: its
+  first half joins training, its second half is a second held-out gallery (same patent, same
+  Locarno class).
+* **variants** (:data:`VARIANTS`), each trained on the same data, sampler, cached views, steps
+  and seeds; only the loss or the descriptions differ: (a) untrained, (b) image-only class
+  contrastive, (c) + image-text alignment (and the words tower), (d) + distribution-aware terms,
+  then (d) without each distribution-aware part, (d) with templated text or titles instead of
+  LLM descriptions. A model sweep (``models``) trains (d) on other backbones, resolutions,
+  poolings or frozen depths.
+* **queries**: each held-out drawing queries the rest of its gallery in three modes: its image,
+  its image and title, its title (an examiner knows the application's title).
+* **figures**: mean and sd over training seeds, and a bootstrap interval over queries of the
+  seed-averaged per-query AP; differences between variants with a paired bootstrap on the same
+  queries. The galleries are small (about 150 queries): read a difference as real only when its
+  interval excludes 0.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
 from priorsight.bench import markdown_table
+from priorsight.classes import ClassScheme
 from priorsight.corpus.split import split_corpus
+from priorsight.manifest import concat_manifests, read_manifest, write_table
 from priorsight.storage import Storage, join
-from training.commands import image_encoder_from
-from training.evaluate import evaluate_corpus, resolve_corpus
-from training.losses import LossConfig
+from priorsight.vectors import FusionWeights, document_text
+from training.encoder import Encoder
+from training.evaluate import corpus_buckets, evaluate_corpus, resolve_corpus
+from training.losses import DEFAULT_LOSS, LossConfig
+from training.metrics import bootstrap_ci, paired_bootstrap
 from training.models import DEFAULT_MODEL
 from training.samplers import BatchConfig
 from training.train import TrainConfig, prepare_image_features, prepare_text_features, run_training
 
 log = logging.getLogger(__name__)
 
-VARIANTS: dict[str, LossConfig | None] = {
-    "a_pretrained": None,
-    "b_image_only": LossConfig(image_text=False, image_image=True, class_level="none", combine="sum"),
-    "c_image_text": LossConfig(image_text=True, image_image=True, class_level="none", combine="uncertainty"),
-    "d_full": LossConfig(image_text=True, image_image=True, class_level="bcl", logit_adjusted=True,
-                         class_balanced_beta=0.999, combine="uncertainty"),
+Descriptions = Literal["llm", "templated", "titles"]
+
+#: the full method (d): training.losses.DEFAULT_LOSS
+FULL = DEFAULT_LOSS
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation: a loss (None: the untrained baseline) and its descriptions."""
+
+    label: str
+    loss: LossConfig | None
+    descriptions: Descriptions = "llm"
+
+
+VARIANTS: dict[str, Variant] = {
+    "a_untrained": Variant("(a) untrained backbone + raw MiniLM", None),
+    "b_image_class": Variant("(b) image-only class contrastive", LossConfig(
+        image_text=False, image_image=True, class_level="supcon", combine="sum", class_temperature=0.3)),
+    "c_image_text": Variant("(c) + image-text alignment", LossConfig(
+        image_text=True, image_image=True, class_level="supcon", text_class=True, combine="sum",
+        class_temperature=0.3)),
+    "d_full": Variant("(d) + distribution-aware terms", FULL),
+    "d_no_class_balanced": Variant("(d) without class-balanced weights",
+                                   LossConfig(**{**asdict(FULL), "class_balanced_beta": None})),
+    "d_no_balanced_la": Variant("(d) without balanced contrastive and logit adjustment",
+                                LossConfig(**{**asdict(FULL), "class_level": "supcon", "logit_adjusted": False})),
+    "d_no_uncertainty": Variant("(d) without uncertainty weighting (sum)",
+                                LossConfig(**{**asdict(FULL), "combine": "sum"})),
+    "d_templated": Variant("(d) with templated descriptions", FULL, "templated"),
+    "d_titles": Variant("(d) with titles as the only descriptions", FULL, "titles"),
 }
+DEFAULT_VARIANTS = tuple(VARIANTS)
+MODES = ("image", "image+text", "text")
 
 
 @dataclass
 class RetrievalBenchConfig:
-    corpus: str  # a long-tailed corpus (e.g. `priorsight corpus synth` output)
+    corpus: str  # real long-tailed corpus: validation split source (table/USPTO folder or corpus dir)
     workdir: str
-    uspto: str | None = None
+    holdout: str | None = None  # a second real corpus, halved: half trains, half is a second gallery
     model: str = DEFAULT_MODEL
-    epochs: int = 40
+    models: list[str] = field(default_factory=list)  # the sweep: (d) on each of these model configs
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
+    epochs: int = 20
     max_steps_per_epoch: int | None = None
     batch_size: int = 64
+    lr: float = 1e-3
+    backbone_lr: float = 1e-4
+    feature_views: int = 8
     seed: int = 0  # the split's seed and the first training seed
-    seeds: int = 1  # training seeds per variant (seed, seed + 1, ...): the table holds their mean
-    test_fraction: float = 0.2
-    k_descriptions: int = 8
+    seeds: int = 3
+    test_fraction: float = 0.25
+    stratify: str = "uspc-main"  # the validation split's strata (a ClassScheme name)
+    class_scheme: str = "auto"  # training and evaluation classes (auto: per corpus)
+    k_descriptions: int = 10
+    llm_cache: str | None = None  # describe cache holding LLM descriptions (the "llm" descriptions)
+    llm_backend: str = "llama-cpp"
+    query_text: str = "title"
+    weights: FusionWeights = field(default_factory=FusionWeights)
+    resamples: int = 1000
 
 
-def _describe(manifest: str, out: str, k: int) -> str:
+# -- data ------------------------------------------------------------------------------------
+
+@dataclass
+class BenchData:
+    train: str  # training manifest (validation source's train part + holdout's first half)
+    val: str  # held-out validation gallery
+    holdout: str | None  # held-out half of the second corpus
+    buckets: dict[str, str]  # head/medium/tail of the validation source's classes
+    split: dict[str, int]
+    descriptions: dict[str, str] = field(default_factory=dict)  # kind -> table URI
+
+
+def prepare_data(cfg: RetrievalBenchConfig, storage: Storage) -> BenchData:
+    work = Path(cfg.workdir)
+    full = resolve_corpus(cfg.corpus, storage, workdir=str(work / "corpus"))
+    strata = ClassScheme.parse(cfg.stratify)
+    split = split_corpus(full, str(work / "split"), cfg.test_fraction, cfg.seed, storage, stratify=strata)
+    parts = [str(work / "split" / "train")]
+    holdout = None
+    if cfg.holdout:
+        h = resolve_corpus(cfg.holdout, storage, workdir=str(work / "holdout-corpus"))
+        hs = split_corpus(h, str(work / "holdout-split"), 0.5, cfg.seed, storage)
+        split.update({f"holdout_{k}": v for k, v in hs.items()})
+        parts.append(str(work / "holdout-split" / "train"))
+        holdout = str(work / "holdout-split" / "test")
+    train = str(work / "train")
+    split["train_total_drawings"] = concat_manifests(parts, train, storage)
+    return BenchData(train, str(work / "split" / "test"), holdout, corpus_buckets(full, strata, storage), split)
+
+
+def titles_table(train: str, out: str, storage: Storage) -> str:
+    """A description table whose only description of a drawing is its title."""
+    rows = read_manifest(train, storage, columns=["drawing_id", "title"]).to_pylist()
+    table = pa.table({"drawing_id": [r["drawing_id"] for r in rows],
+                      "descriptions": [[document_text(r) or "design"] for r in rows]})
+    uri = join(out, "descriptions.parquet")
+    write_table(table, uri, storage)
+    return uri
+
+
+def descriptions_for(kind: Descriptions, data: BenchData, cfg: RetrievalBenchConfig, storage: Storage) -> str:
+    """The description table of one kind for the training drawings (made once per bench run)."""
+    if kind in data.descriptions:
+        return data.descriptions[kind]
     from cluster.describe_job import describe_corpus
+    from priorsight.describe.config import DescribeConfig
 
-    # metadata-only + templated descriptions (no LLM) keep the ablation about the losses and fast;
-    # the LLM's descriptions go through the same table.
-    describe_corpus(manifest, out, k=k, llm_patents=0, runner="local", progress=False)
-    return join(out, "descriptions.parquet")
+    out = str(Path(cfg.workdir) / f"descriptions-{kind}")
+    if kind == "titles":
+        uri = titles_table(data.train, out, storage)
+    elif kind == "templated":
+        describe_corpus(data.train, out, k=cfg.k_descriptions, llm_patents=0, runner="local", progress=False,
+                        storage=storage)
+        uri = join(out, "descriptions.parquet")
+    else:  # LLM descriptions; generated here unless cached (run `priorsight describe` on the corpus first)
+        dcfg = DescribeConfig(cache_dir=cfg.llm_cache) if cfg.llm_cache else DescribeConfig()
+        dcfg.backend.kind = cfg.llm_backend  # type: ignore[assignment]
+        summary = describe_corpus(data.train, out, k=cfg.k_descriptions, config=dcfg, runner="local",
+                                  progress=True, storage=storage)
+        log.info("LLM descriptions: %d of %d patents generated now (%d cached)", summary["patents_generated"],
+                 summary["patents_llm"], summary["patents_cached"])
+        uri = join(out, "descriptions.parquet")
+    data.descriptions[kind] = uri
+    return uri
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+def _evaluate(encoder: Encoder, data: BenchData, cfg: RetrievalBenchConfig, storage: Storage) -> dict:
+    out = {"val": evaluate_corpus(data.val, encoder, storage=storage, progress=False, bucket_of_class=data.buckets,
+                                  scheme=cfg.class_scheme, query_text=cfg.query_text, weights=cfg.weights,
+                                  resamples=0, keep_per_query=True)}
+    if data.holdout:
+        out["holdout"] = evaluate_corpus(data.holdout, encoder, storage=storage, progress=False,
+                                         scheme="locarno-subclass", query_text=cfg.query_text, modes=["image"],
+                                         weights=cfg.weights, resamples=0, keep_per_query=True)
+    return out
+
+
+def train_variant(name: str, variant: Variant, model: str, seed: int, data: BenchData, cfg: RetrievalBenchConfig,
+                  storage: Storage) -> tuple[str, float]:
+    """Train one variant for one seed; returns (run dir, seconds)."""
+    work = Path(cfg.workdir)
+    tag = f"{name}-{Path(model).stem}-seed{seed}"
+    run_dir = str(work / "runs" / tag)
+    descriptions = descriptions_for(variant.descriptions, data, cfg, storage) if variant.loss.image_text else None
+    tcfg = TrainConfig(model=model, corpus=data.train, descriptions=descriptions, run_dir=run_dir,
+                       epochs=cfg.epochs, max_steps_per_epoch=cfg.max_steps_per_epoch, seed=seed, lr=cfg.lr,
+                       backbone_lr=cfg.backbone_lr, feature_views=cfg.feature_views,
+                       feature_cache=str(work / "features" / f"{Path(model).stem}-seed{seed}"),
+                       **_scheme_fields(cfg.class_scheme),
+                       batch=BatchConfig(batch_size=cfg.batch_size, m_per_class=4, views_per_patent=2, seed=seed),
+                       loss=variant.loss, storage=storage.config)
+    t0 = time.perf_counter()
+    text_uri = prepare_text_features(tcfg, storage) if variant.loss.image_text else None
+    prepare_image_features(tcfg, storage, progress=False)  # shared by the variants of a model and seed
+    metrics = run_training(tcfg, text_uri)
+    log.info("%s trained in %.0f s: %s", tag, time.perf_counter() - t0,
+             {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    return run_dir, time.perf_counter() - t0
+
+
+def _scheme_fields(name: str) -> dict[str, str]:
+    """TrainConfig's class_scheme / class_level for a scheme name ("auto", "uspc", "uspc-main")."""
+    if name == "auto":
+        return {"class_scheme": "auto", "class_level": "auto"}
+    scheme, _, level = name.partition("-")
+    return {"class_scheme": scheme, "class_level": level or "auto"}
 
 
 def run_bench(cfg: RetrievalBenchConfig, storage: Storage | None = None) -> dict:
     storage = storage or Storage()
-    work = Path(cfg.workdir)
-    split = work / "split"
-    from priorsight.corpus.stats import corpus_stats
-
-    full = resolve_corpus(cfg.corpus, storage)
-    counts = split_corpus(full, str(split), cfg.test_fraction, cfg.seed, storage)
-    buckets = corpus_stats(full, storage).bucket_of_class  # head/medium/tail of the whole corpus
-    train_m, test_m = str(split / "train"), str(split / "test")
-    descriptions = _describe(train_m, str(work / "descriptions"), cfg.k_descriptions)
-    uspto = resolve_corpus(cfg.uspto, storage, workdir=str(work / "uspto")) if cfg.uspto else None
-
+    data = prepare_data(cfg, storage)
+    log.info("bench retrieval: %s", data.split)
+    rows: list[tuple[str, Variant, str]] = [(n, VARIANTS[n], cfg.model) for n in cfg.variants]
+    rows += [(f"d_full@{Path(m).stem}", VARIANTS["d_full"], m) for m in cfg.models if m != cfg.model]
     results: dict[str, dict] = {}
-    text_features = None
-    for name, loss in VARIANTS.items():
+    for name, variant, model in rows:
         runs = []
-        for seed in range(cfg.seed, cfg.seed + (1 if loss is None else cfg.seeds)):
-            t0 = time.perf_counter()
-            if loss is None:  # untrained: nothing depends on the seed
-                encoder, size = image_encoder_from(None, baseline=True, storage=storage)
-                train_s = 0.0
-            else:
-                run_dir = str(work / "runs" / f"{name}-seed{seed}")
-                tcfg = TrainConfig(model=cfg.model, corpus=train_m, descriptions=descriptions, run_dir=run_dir,
-                                   epochs=cfg.epochs, max_steps_per_epoch=cfg.max_steps_per_epoch, seed=seed,
-                                   feature_cache=str(work / "features" / f"seed{seed}"),
-                                   batch=BatchConfig(batch_size=cfg.batch_size, m_per_class=4, views_per_patent=2,
-                                                     seed=seed),
-                                   loss=loss)
-                if loss.image_text and text_features is None:
-                    text_features = prepare_text_features(tcfg, storage)
-                prepare_image_features(tcfg, storage, progress=False)  # shared by the variants of a seed
-                metrics = run_training(tcfg, text_features if loss.image_text else None)
+        seeds = [cfg.seed] if variant.loss is None else list(range(cfg.seed, cfg.seed + cfg.seeds))
+        for seed in seeds:
+            if variant.loss is None:
+                t0 = time.perf_counter()
+                encoder = Encoder.baseline()
                 train_s = time.perf_counter() - t0
-                log.info("%s seed %d trained: %s", name, seed, metrics)
-                encoder, size = image_encoder_from(run_dir, baseline=False, storage=storage)
-            run = {"seed": seed, "train_s": train_s,
-                   "held_out": evaluate_corpus(test_m, encoder, size, storage=storage, progress=False,
-                                               bucket_of_class=buckets)}
-            if uspto:
-                run["uspto"] = evaluate_corpus(uspto, encoder, size, storage=storage, progress=False)
-            runs.append(run)
-            log.info("%s seed %d: held-out class mAP %.3f", name, seed, run["held_out"]["class"]["overall"]["mAP"])
-        results[name] = {**mean_of(runs), "runs": runs}
-    return {"config": cfg.__dict__, "split": counts, "variants": results}
-
-
-def mean_of(runs: list[dict]) -> dict:
-    """The element-wise mean of the numbers in a list of like-shaped result dicts (other values:
-    the first run's), plus ``class_mAP_sd`` per gallery: the spread over the runs."""
-    def mean(values: list):
-        first = values[0]
-        if isinstance(first, dict):
-            return {k: mean([v[k] for v in values]) for k in first}
-        return float(np.mean(values)) if isinstance(first, float) else first  # counts, names: as run
-
-    out = mean([{k: v for k, v in r.items() if k != "seed"} for r in runs])
-    for where in ("held_out", "uspto"):
-        if where in out:
-            out[where]["class_mAP_sd"] = float(np.std([r[where]["class"]["overall"]["mAP"] for r in runs]))
+            else:
+                run_dir, train_s = train_variant(name, variant, model, seed, data, cfg, storage)
+                encoder = Encoder.from_checkpoint(run_dir, storage)
+            runs.append({"seed": seed, "train_s": train_s, **_evaluate(encoder, data, cfg, storage)})
+            log.info("%s seed %d: val image class mAP %.3f, image+text %.3f", name, seed,
+                     runs[-1]["val"]["image"]["class"]["overall"]["mAP"],
+                     runs[-1]["val"]["image+text"]["class"]["overall"]["mAP"])
+        results[name] = summarise_runs(runs, cfg.resamples)
+        results[name].update(label=variant.label + ("" if model == cfg.model else f", {Path(model).stem}"),
+                             model=model, descriptions=variant.descriptions if variant.loss else None)
+    out = {"config": {**asdict(cfg), "weights": cfg.weights.model_dump()}, "split": data.split, "variants": results}
+    out["comparisons"] = comparisons(results, cfg.resamples)
     return out
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+#: (gallery, mode, relevance) figures every variant reports
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("val", "image", "class"), ("val", "image+text", "class"), ("val", "text", "class"),
+    ("holdout", "image", "patent"), ("holdout", "image", "class"),
+)
+
+
+def _key(gallery: str, mode: str, rel: str) -> str:
+    return f"{gallery}/{mode}/{rel}"
+
+
+def summarise_runs(runs: list[dict], resamples: int = 1000) -> dict:
+    """Per figure: the mean and sd over seeds of mAP (and tail mAP, R@10, MRR@10), and the
+    bootstrap interval over queries of the seed-averaged per-query AP; plus the seed-averaged
+    per-query APs themselves (for paired comparisons)."""
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in runs], "train_s": float(np.mean([r["train_s"] for r in runs])),
+                           "figures": {}, "per_query": {}}
+    for gallery, mode, rel in FIGURES:
+        blocks = [r[gallery][mode][rel] for r in runs if gallery in r and mode in r[gallery]]
+        if not blocks or not blocks[0]["queries"]:
+            continue
+        maps = [b["overall"]["mAP"] for b in blocks]
+        fig = {"mAP": float(np.mean(maps)), "mAP_sd": float(np.std(maps)), "queries": blocks[0]["queries"],
+               "tail_mAP": float(np.nanmean([b["tail"]["mAP"] for b in blocks])),
+               "recall@10": float(np.mean([b["overall"]["recall@10"] for b in blocks])),
+               "mrr@10": float(np.mean([b["overall"]["mrr@10"] for b in blocks]))}
+        per = [r[gallery]["per_query"][mode][rel] for r in runs]
+        ids = sorted(set.intersection(*(set(p) for p in per)))
+        avg = {i: float(np.mean([p[i] for p in per])) for i in ids}
+        fig["mAP_ci"] = list(bootstrap_ci(np.asarray(list(avg.values())), resamples)) if avg else [np.nan, np.nan]
+        out["figures"][_key(gallery, mode, rel)] = fig
+        out["per_query"][_key(gallery, mode, rel)] = avg
+    out["per_class"] = runs[0]["val"].get("per_class", {}).get("image", [])
+    return out
+
+
+#: (name, variant a, variant b, figure of a, figure of b): the ratios the issue's goals name
+RATIOS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("default image vs untrained", "d_full", "a_untrained", "val/image/class", "val/image/class"),
+    ("(d) vs (b), image", "d_full", "b_image_class", "val/image/class", "val/image/class"),
+    ("(c) vs (b), image", "c_image_text", "b_image_class", "val/image/class", "val/image/class"),
+    ("(d) vs (c), image", "d_full", "c_image_text", "val/image/class", "val/image/class"),
+    ("image+text vs title-only MiniLM", "d_full", "a_untrained", "val/image+text/class", "val/text/class"),
+    ("(d) vs (b), image+text", "d_full", "b_image_class", "val/image+text/class", "val/image+text/class"),
+    ("holdout same patent vs untrained", "d_full", "a_untrained", "holdout/image/patent", "holdout/image/patent"),
+    ("holdout same Locarno vs untrained", "d_full", "a_untrained", "holdout/image/class", "holdout/image/class"),
+    ("LLM vs templated descriptions, image", "d_full", "d_templated", "val/image/class", "val/image/class"),
+    ("LLM vs titles as descriptions, image", "d_full", "d_titles", "val/image/class", "val/image/class"),
+)
+
+
+def comparisons(results: dict[str, dict], resamples: int = 1000) -> list[dict]:
+    """The ratios of :data:`RATIOS` that this run has both sides of, each with the paired
+    bootstrap of the difference on the same queries (seed-averaged APs)."""
+    out = []
+    for name, a, b, fa, fb in RATIOS:
+        if a not in results or b not in results or fa not in results[a]["figures"] or fb not in results[b]["figures"]:
+            continue
+        ma, mb = results[a]["figures"][fa]["mAP"], results[b]["figures"][fb]["mAP"]
+        pa, pb = results[a]["per_query"][fa], results[b]["per_query"][fb]
+        ids = sorted(set(pa) & set(pb))
+        paired = paired_bootstrap(np.asarray([pa[i] for i in ids]), np.asarray([pb[i] for i in ids]), resamples)
+        out.append({"comparison": name, "a": f"{a} {fa}", "b": f"{b} {fb}", "a_mAP": ma, "b_mAP": mb,
+                    "ratio": ma / mb if mb else float("nan"), **{f"diff_{k}": v for k, v in paired.items()}})
+    return out
+
+
+def _cell(fig: dict | None) -> str:
+    if not fig:
+        return "-"
+    return f"{fig['mAP']:.3f} ± {fig['mAP_sd']:.3f}"
 
 
 def summary_rows(r: dict) -> list[dict]:
     rows = []
     for name, v in r["variants"].items():
-        for where in ("held_out", "uspto"):
-            if where not in v:
-                continue
-            m = v[where]
-            rows.append({
-                "variant": name, "gallery": where,
-                "class mAP": m["class"]["overall"]["mAP"], "class mAP sd": m.get("class_mAP_sd", 0.0),
-                "class R@10": m["class"]["overall"]["recall@10"],
-                "class MRR@10": m["class"]["overall"]["mrr@10"], "tail class mAP": m["class"]["tail"]["mAP"],
-                "patent mAP": m["patent"]["overall"]["mAP"], "patent R@10": m["patent"]["overall"]["recall@10"],
-                "train s": v["train_s"],
-            })
+        f = v["figures"]
+        val = f.get("val/image/class")
+        rows.append({
+            "variant": v.get("label", name),
+            "image: class mAP (sd)": _cell(val),
+            "95% CI": f"[{val['mAP_ci'][0]:.3f}, {val['mAP_ci'][1]:.3f}]" if val else "-",
+            "image: tail mAP": f"{val['tail_mAP']:.3f}" if val else "-",
+            "image+text": _cell(f.get("val/image+text/class")),
+            "text": _cell(f.get("val/text/class")),
+            "2021 held-out: patent": _cell(f.get("holdout/image/patent")),
+            "2021 held-out: Locarno": _cell(f.get("holdout/image/class")),
+            "train s": f"{v['train_s']:.0f}",
+        })
     return rows
 
 
-def ratios(r: dict, where: str = "held_out") -> dict[str, float]:
-    v = r["variants"]
-    b, d = v["b_image_only"][where]["class"], v["d_full"][where]["class"]
-    out = {"class_mAP_d_over_b": d["overall"]["mAP"] / max(b["overall"]["mAP"], 1e-9)}
-    if b["tail"]["n"] and d["tail"]["n"]:
-        out["tail_class_mAP_d_over_b"] = d["tail"]["mAP"] / max(b["tail"]["mAP"], 1e-9)
-    return out
-
-
 def markdown(r: dict) -> str:
-    c = r["config"]
-    s = r["split"]
+    c, s = r["config"], r["split"]
     lines = [
-        f"Corpus `{c['corpus']}` split by patent (seed {c['seed']}): {s['train_patents']} training patents "
-        f"({s['train_drawings']} drawings), {s['test_patents']} held-out patents ({s['test_drawings']} drawings). "
-        f"Model config `{c['model']}`, {c['epochs']} epochs, batch {c['batch_size']}; descriptions: metadata-only + "
-        f"templated ({c['k_descriptions']} per drawing, no LLM). (a) is EfficientNet-Lite0 average-pooled at 224 px. "
-        f"Trained variants: mean over {c['seeds']} training seed(s) from {c['seed']} (`class mAP sd`: their "
-        f"spread); the USPTO sample is never trained on.",
+        f"Validation split of `{c['corpus']}`: stratified by {c['stratify']}, seed {c['seed']}, "
+        f"{s['train_patents']} training patents ({s['train_drawings']} drawings, {s.get('train_classes', '?')} "
+        f"classes) and {s['test_patents']} held out ({s['test_drawings']} drawings, {s.get('test_classes', '?')} "
+        "classes)"
+        + (f"; `{c['holdout']}` halved by patent: {s['holdout_train_patents']} patents "
+           f"({s['holdout_train_drawings']} drawings) join training, {s['holdout_test_patents']} "
+           f"({s['holdout_test_drawings']} drawings) are the second held-out gallery" if c.get("holdout") else "")
+        + f". Model `{c['model']}`, {c['epochs']} epochs, batch {c['batch_size']}, {c['feature_views']} cached "
+        f"views; mean ± sd over {c['seeds']} training seeds; 95% CI: bootstrap over queries of the seed-averaged "
+        f"per-query AP. Queries: each held-out drawing, by image, by image and its title (weights image "
+        f"{c['weights']['image']}, words {c['weights']['text']}), by title. Relevance: same US main class "
+        "(validation), same patent and same Locarno subclass (2021 held-out half).",
         "",
         markdown_table(summary_rows(r)),
     ]
-    for where in ("held_out", "uspto"):
-        if all(where in v for v in r["variants"].values()):
-            q = ratios(r, where)
-            lines.append(f"- {where}: (d)/(b) same-class mAP = **{q['class_mAP_d_over_b']:.2f}x**"
-                         + (f", tail bucket **{q['tail_class_mAP_d_over_b']:.2f}x**" if "tail_class_mAP_d_over_b" in q
-                            else "") + " (goal >= 1.6x, more on the tail)")
+    comp = r.get("comparisons") or []
+    if comp:
+        lines.append("Ratios and paired differences (same queries, seed-averaged AP; the difference is real "
+                     "when its interval excludes 0):\n")
+        lines.append(markdown_table([{
+            "comparison": x["comparison"], "a": f"{x['a_mAP']:.3f}", "b": f"{x['b_mAP']:.3f}",
+            "ratio": f"{x['ratio']:.2f}x", "difference [95% CI]": f"{x['diff_diff']:+.3f} "
+            f"[{x['diff_lo']:+.3f}, {x['diff_hi']:+.3f}]", "a better in": f"{x['diff_p_better']:.0%}"} for x in comp]))
     return "\n".join(lines) + "\n"
+
+
+def ratios(r: dict, figure: str = "val/image/class") -> dict[str, float]:
+    """(d)/(b) and (d)/(a) of one figure (mAP and tail mAP), where both variants ran."""
+    v = r["variants"]
+    out: dict[str, float] = {}
+    for other in ("b_image_class", "a_untrained"):
+        if "d_full" in v and other in v and figure in v["d_full"]["figures"] and figure in v[other]["figures"]:
+            d, o = v["d_full"]["figures"][figure], v[other]["figures"][figure]
+            out[f"d_over_{other[0]}"] = d["mAP"] / max(o["mAP"], 1e-9)
+            out[f"tail_d_over_{other[0]}"] = d["tail_mAP"] / max(o["tail_mAP"], 1e-9)
+    return out
+
+
+__all__ = ["FULL", "MODES", "VARIANTS", "RetrievalBenchConfig", "Variant", "comparisons", "markdown", "prepare_data",
+           "ratios", "run_bench", "summarise_runs", "summary_rows"]
+
+
+def parse_variants(names: Sequence[str]) -> list[str]:
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}: choose from {list(VARIANTS)}")
+    return list(names)
