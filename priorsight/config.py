@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from priorsight.classes import LevelChoice, SchemeChoice
 from priorsight.describe.config import DescribeConfig
-from priorsight.vectors import FusionWeights
+from priorsight.vectors import DEFAULT_WEIGHTS, FusionWeights
 
 #: Where a config file is looked for when none is named (``PRIORSIGHT_CONFIG`` overrides).
 DEFAULT_CONFIG_FILE = "priorsight.yaml"
@@ -178,7 +178,7 @@ class ServeConfig(BaseModel):
     fusion: Literal["max", "rrf"] = "max"  # default fusion of several query views
     #: how a query's drawing and words make one score (priorsight.vectors; the weights
     #: `priorsight eval` measures: docs/training.md)
-    query_weights: FusionWeights = FusionWeights()
+    query_weights: FusionWeights = DEFAULT_WEIGHTS
     rrf_k: int = Field(default=60, ge=1)
     candidates_per_query: int = Field(default=100, ge=1, le=16384)  # ANN hits per query vector per source
     default_k: int = Field(default=20, ge=1)
@@ -215,7 +215,7 @@ class Settings(BaseModel):
     describe: DescribeConfig = DescribeConfig()
     #: how a query's drawing and words are fused into one score (priorsight.vectors;
     #: `priorsight eval` and the service use the same weights: docs/training.md)
-    query_weights: FusionWeights = FusionWeights()
+    query_weights: FusionWeights = DEFAULT_WEIGHTS
     serve: ServeConfig = ServeConfig()
 
 

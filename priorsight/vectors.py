@@ -52,6 +52,12 @@ class FusionWeights(BaseModel):
     classes: float = Field(default=0.0, ge=0)
 
 
+#: the weights `priorsight eval --calibrate` chose on the real validation split (docs/training.md):
+#: words count twice the drawing, and the class posterior as much as the words; the middle of a
+#: plateau of settings within a hundredth of each other
+DEFAULT_WEIGHTS = FusionWeights(image=1.0, text=2.0, classes=2.0)
+
+
 def _unit(x: np.ndarray | None, n: int, dim: int) -> np.ndarray:
     if x is None:
         return np.zeros((n, dim), np.float32)
@@ -95,4 +101,4 @@ def query_vectors(image: np.ndarray | None, text: np.ndarray | None, weights: Fu
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-__all__ = ["QUERY_MODES", "FusionWeights", "QueryMode", "document_text", "document_vectors", "query_vectors"]
+__all__ = ["DEFAULT_WEIGHTS", "QUERY_MODES", "FusionWeights", "QueryMode", "document_text", "document_vectors", "query_vectors"]

@@ -21,7 +21,7 @@ import typer
 import yaml
 
 from priorsight.config import MilvusConfig, SearchSourceConfig, ServeConfig, serve_config_from_args
-from priorsight.vectors import FusionWeights
+from priorsight.vectors import DEFAULT_WEIGHTS, FusionWeights
 from services.app import resolve_paths
 from training import DEFAULT_MODEL
 
@@ -188,7 +188,7 @@ def serve_demo(checkpoint: str, manifest: str, collection_alias: str, milvus_con
     ``block`` keep serving until Ctrl-C. Returns the URL."""
     from ray import serve
 
-    config = ServeConfig(checkpoint=checkpoint, manifest=manifest, query_weights=weights or FusionWeights(),
+    config = ServeConfig(checkpoint=checkpoint, manifest=manifest, query_weights=weights or DEFAULT_WEIGHTS,
                          start_embedded_milvus=milvus_config.target == "embedded",
                          sources=[SearchSourceConfig(name="local", milvus=milvus_config, collection=collection_alias)])
     url = start_serving(config, port=port)

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from priorsight.images import Crop, ImageError, Preprocessing, decode_image
-from priorsight.vectors import FusionWeights
+from priorsight.vectors import DEFAULT_WEIGHTS, FusionWeights
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class QueryEncoder:
 
     def __init__(self, encoder, version: str, weights: FusionWeights | None = None):
         self.encoder = encoder
-        self.weights = weights or FusionWeights()
+        self.weights = weights or DEFAULT_WEIGHTS
         self.text = encoder.has_text
         pre = encoder.preprocessing
         self.info = ModelInfo(encoder.name, version, pre.size, encoder.vector_dim, self.text, pre.normalize)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from priorsight.corpus.split import split_corpus
 from priorsight.manifest import read_manifest
 from training.evaluate import evaluate_corpus, resolve_corpus
@@ -140,6 +142,9 @@ def test_eval_of_a_trained_model_against_the_baseline(design_2007, tmp_path):
     run_training(cfg)
     model = Encoder.from_checkpoint(str(run_dir))
     assert model.info["class_scheme"] == "uspc-main" and sum(model.info["class_counts"].values()) == 20
+    assert model.class_dim == 5 and model.vector_dim == 2 * 256 + 5  # [image ; words ; classes]
+    post = model.posteriors(np.eye(256, dtype=np.float32)[:3], None)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, rtol=1e-5)
     r = evaluate_corpus(corpus, model, progress=False, query_text="title", baseline=Encoder.baseline(),
                         train_counts=model.info["class_counts"], resamples=200)
     for mode in ("image", "image+text", "text"):
@@ -151,3 +156,43 @@ def test_eval_of_a_trained_model_against_the_baseline(design_2007, tmp_path):
     assert all(x["below_baseline"] == (x["mAP"] < x["baseline_mAP"]) for x in rows)
     text = format_results(r)
     assert "below the untrained baseline" in text and "mAP vs baseline" in text
+
+
+def test_stratified_validation_split_of_the_2007_folder(design_2007, tmp_path):
+    """The validation protocol: by patent, stratified by US main class, about 75/25, seeded; every
+    class with two or more patents on both sides, a class of one patent in training only."""
+    from collections import Counter
+
+    from priorsight.classes import ClassScheme
+
+    corpus = resolve_corpus(str(design_2007), workdir=str(tmp_path / "c"))
+    main = ClassScheme("uspc", "main")
+    counts = split_corpus(corpus, str(tmp_path / "s"), 0.25, seed=0, stratify=main)
+    again = split_corpus(corpus, str(tmp_path / "s2"), 0.25, seed=0, stratify=main)
+    assert counts == again and counts["train_patents"] + counts["test_patents"] == 601
+    assert 0.24 < counts["test_patents"] / 601 < 0.27
+    train = main.labels(read_manifest(str(tmp_path / "s" / "train")).to_pylist())
+    test = main.labels(read_manifest(str(tmp_path / "s" / "test")).to_pylist())
+    whole = Counter(train) + Counter(test)
+    for cls, n in whole.items():
+        expected = min(n - 1, int(n * 0.25 + 0.5))
+        assert Counter(test)[cls] == expected, cls
+    assert Counter(test)["D99"] == 0 and Counter(train)["D99"] == 1  # the folder's one D99 patent
+    other = split_corpus(corpus, str(tmp_path / "s3"), 0.25, seed=1, stratify=main)
+    assert other["test_patents"] == counts["test_patents"]  # same sizes per class, other patents
+    assert set(read_manifest(str(tmp_path / "s3" / "test")).column("patent_id").to_pylist()) != \
+        set(read_manifest(str(tmp_path / "s" / "test")).column("patent_id").to_pylist())
+
+
+def test_a_folder_is_imported_once_where_train_and_index_find_it_again(design_2007, tmp_path, monkeypatch):
+    from training import evaluate
+
+    src = _table_subset(design_2007, tmp_path, per_class=2, classes=2)
+    monkeypatch.setattr(evaluate, "IMPORTED_DIR", tmp_path / "corpora")
+    work = evaluate.imported_corpus_dir(str(src))
+    assert work.startswith(str(tmp_path / "corpora" / "table-"))
+    first = resolve_corpus(str(src), workdir=work, reuse=True)
+    stamp = (Path(first) / "manifest.parquet").stat().st_mtime_ns
+    assert resolve_corpus(str(src), workdir=work, reuse=True) == first  # found again, not re-imported
+    assert (Path(first) / "manifest.parquet").stat().st_mtime_ns == stamp
+    assert read_manifest(first).num_rows == 4

@@ -68,12 +68,13 @@ def test_indexed_drawing_finds_its_patent_first_with_all_views(setup):
 
 
 def test_several_views_and_words_are_fused(setup):
-    """Each view's vector carries the words: an indexed view scores 1 (its image) + the words'
-    similarity to its own title (weights 1 and 1); the views are then fused by max or RRF."""
+    """Each view's vector carries the words: an indexed view scores w.image x 1 (its own image)
+    + w.text x the words' similarity to its title (this model has no class head); the views are
+    then fused by max or RRF."""
     ds = [setup["drawings"]["USD0900001-1"], setup["drawings"]["USD0900001-3"]]
     words = "ornamental square design"
     enc = setup["encoder"]
-    title_sim = float(enc.embed_texts([words]) @ enc.embed_texts([ds[0].title]).T)
+    title_sim = float((enc.embed_texts([words]) @ enc.embed_texts([ds[0].title]).T)[0, 0])
     for fusion in ("max", "rrf"):
         r = post(setup["http"], [(f"v{i}.png", png(d), "image/png") for i, d in enumerate(ds)],
                  text=words, fusion=fusion, k=4)
@@ -82,12 +83,22 @@ def test_several_views_and_words_are_fused(setup):
         scores = {p["patent_id"]: p["score"] for p in body["results"]}
         if fusion == "max":  # both views are indexed drawings of USD0900001
             assert body["results"][0]["patent_id"] == "USD0900001"
-            assert scores["USD0900001"] == pytest.approx(1.0 + title_sim, abs=1e-4)
+            w = setup["config"].query_weights
+            assert scores["USD0900001"] == pytest.approx(w.image + w.text * title_sim, abs=1e-4)
         else:  # ranked first by both views: at least 2 / (rrf_k + 1)
             assert scores["USD0900001"] >= 2 / (setup["config"].rrf_k + 1) - 1e-6
         keys = {int(q) for p in body["results"] for x in p["drawings"] for q in x["query_scores"]}
         assert keys == {0, 1}  # one vector per view, each with the words
         assert body["record"]["fusion"] == fusion and body["record"]["text"] == words
+
+
+def test_us_class_filter(setup):
+    """The sample corpus has no US classes: a US class filter finds nothing, and says so (200)."""
+    r = post(setup["http"], [("q.png", png(setup["drawings"]["USD0900000-1"]), "image/png")], k=5,
+             filters={"us_classes": ["D14", "D7-654"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == []
+    assert 'us_class like "D14-%"' in r.json()["record"]["filter_expression"]
 
 
 def test_words_only_query(setup):
@@ -98,7 +109,8 @@ def test_words_only_query(setup):
     assert len(results) == 2
     rings = {d.patent_id for d in setup["drawings"].values() if "ring" in d.title}
     if rings:
-        assert results[0]["patent_id"] in rings and results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+        w = setup["config"].query_weights
+        assert results[0]["patent_id"] in rings and results[0]["score"] == pytest.approx(w.text, abs=1e-4)
 
 
 def test_filters_restrict_results(setup):
@@ -150,6 +162,8 @@ def _bomb() -> bytes:
     ("filters_not_json", 422, "invalid_filters"),
     ("filters_unknown_key", 422, "invalid_filters"),
     ("bad_class", 422, "invalid_filters"),
+    ("bad_us_class", 422, "invalid_filters"),
+    ("us_class_injection", 422, "invalid_filters"),
     ("bad_view", 422, "invalid_filters"),
     ("bad_date", 422, "invalid_filters"),
     ("injection", 422, "invalid_filters"),
@@ -184,6 +198,10 @@ def test_bad_input_is_a_clear_4xx(setup, case, status, code):
         data = {"filters": {"office": "EP"}}
     elif case == "bad_class":
         data = {"filters": {"locarno_classes": ["99"]}}
+    elif case == "bad_us_class":
+        data = {"filters": {"us_classes": ["D40"]}}
+    elif case == "us_class_injection":
+        data = {"filters": {"us_classes": ['D14" or 1==1 or us_class=="']}}
     elif case == "bad_view":
         data = {"filters": {"views": ["diagonal"]}}
     elif case == "bad_date":
@@ -276,7 +294,7 @@ def test_failed_or_slow_source_marks_the_result_partial(setup):
     slow = SearchSourceConfig(name="slow", milvus=setup["milvus"], timeout_s=0.2)
     searcher = FanOutSearcher([good, broken, slow], {"sample": setup["client"], "broken": setup["client"],
                                                      "slow": SlowClient()})
-    vec = setup["encoder"].embed_images([np.zeros((3, 128, 128), np.float32)])
+    vec = setup["encoder"].embed_queries([([np.zeros((3, 128, 128), np.float32)], None)])[0]  # fused query vectors
     out = searcher.search(vec, k=3)
     assert out.partial and out.answered
     reasons = {f.source: f.reason for f in out.failures}

@@ -396,3 +396,12 @@ def test_training_set_uses_the_configured_class_scheme(tmp_path):
     us_only = corpus_of(tmp_path / "us", [(None, "D7-1")])
     with pytest.raises(ValueError, match="no drawing with a locarno-main class"):
         TrainingSet.from_manifest(us_only, scheme="locarno", level="main")
+
+
+def test_views_of_a_large_sheet_come_from_a_reduced_working_copy():
+    from training.feature_cache import working_copy
+
+    sheet = Image.new("L", (2550, 3300), 255)
+    small = working_copy(sheet, 224)
+    assert small.size == (-(-2550 // 7), -(-3300 // 7)) and max(small.size) >= 2 * 224  # reduce(7) rounds up
+    assert working_copy(Image.new("L", (512, 512), 255), 224).size == (512, 512)  # already small: as is

@@ -39,7 +39,7 @@ from priorsight.classes import ClassScheme
 from priorsight.corpus.split import split_corpus
 from priorsight.manifest import concat_manifests, read_manifest, write_table
 from priorsight.storage import Storage, join
-from priorsight.vectors import FusionWeights, document_text
+from priorsight.vectors import DEFAULT_WEIGHTS, FusionWeights, document_text
 from training.encoder import Encoder
 from training.evaluate import corpus_buckets, evaluate_corpus, resolve_corpus
 from training.losses import DEFAULT_LOSS, LossConfig
@@ -68,10 +68,11 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "a_untrained": Variant("(a) untrained backbone + raw MiniLM", None),
     "b_image_class": Variant("(b) image-only class contrastive", LossConfig(
-        image_text=False, image_image=True, class_level="supcon", combine="sum", class_temperature=0.3)),
+        image_text=False, image_image=True, class_level="supcon", combine="sum", class_temperature=0.3,
+        preserve=True)),
     "c_image_text": Variant("(c) + image-text alignment", LossConfig(
         image_text=True, image_image=True, class_level="supcon", text_class=True, combine="sum",
-        class_temperature=0.3)),
+        class_temperature=0.3, preserve=True)),
     "d_full": Variant("(d) + distribution-aware terms", FULL),
     "d_no_class_balanced": Variant("(d) without class-balanced weights",
                                    LossConfig(**{**asdict(FULL), "class_balanced_beta": None})),
@@ -79,6 +80,8 @@ VARIANTS: dict[str, Variant] = {
                                 LossConfig(**{**asdict(FULL), "class_level": "supcon", "logit_adjusted": False})),
     "d_no_uncertainty": Variant("(d) without uncertainty weighting (sum)",
                                 LossConfig(**{**asdict(FULL), "combine": "sum"})),
+    "d_no_preserve": Variant("(d) without relational distillation (preserve)",
+                             LossConfig(**{**asdict(FULL), "preserve": False})),
     "d_templated": Variant("(d) with templated descriptions", FULL, "templated"),
     "d_titles": Variant("(d) with titles as the only descriptions", FULL, "titles"),
 }
@@ -109,8 +112,11 @@ class RetrievalBenchConfig:
     llm_cache: str | None = None  # describe cache holding LLM descriptions (the "llm" descriptions)
     llm_backend: str = "llama-cpp"
     query_text: str = "title"
-    weights: FusionWeights = field(default_factory=FusionWeights)
+    weights: FusionWeights = field(default_factory=lambda: DEFAULT_WEIGHTS.model_copy())
     resamples: int = 1000
+    #: with N > 0, also train (d) on the training split plus N synthetic patents (the variant
+    #: ``d_synthetic``): whether the generator's drawings help on real ones
+    synthetic: int = 0
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -123,6 +129,7 @@ class BenchData:
     buckets: dict[str, str]  # head/medium/tail of the validation source's classes
     split: dict[str, int]
     descriptions: dict[str, str] = field(default_factory=dict)  # kind -> table URI
+    train_synthetic: str | None = None  # the training manifest plus synthetic patents
 
 
 def prepare_data(cfg: RetrievalBenchConfig, storage: Storage) -> BenchData:
@@ -140,7 +147,16 @@ def prepare_data(cfg: RetrievalBenchConfig, storage: Storage) -> BenchData:
         holdout = str(work / "holdout-split" / "test")
     train = str(work / "train")
     split["train_total_drawings"] = concat_manifests(parts, train, storage)
-    return BenchData(train, str(work / "split" / "test"), holdout, corpus_buckets(full, strata, storage), split)
+    data = BenchData(train, str(work / "split" / "test"), holdout, corpus_buckets(full, strata, storage), split)
+    if cfg.synthetic:
+        from priorsight.corpus.synth.generate import generate_corpus
+
+        synth = work / f"synthetic-{cfg.synthetic}"
+        if not (synth / "manifest.parquet").exists():
+            generate_corpus(str(synth), cfg.synthetic, seed=cfg.seed, image_size=256, workers=2, storage=storage)
+        data.train_synthetic = str(work / f"train-synthetic-{cfg.synthetic}")
+        split["train_synthetic_drawings"] = concat_manifests([train, str(synth)], data.train_synthetic, storage)
+    return data
 
 
 def titles_table(train: str, out: str, storage: Storage) -> str:
@@ -179,12 +195,34 @@ def descriptions_for(kind: Descriptions, data: BenchData, cfg: RetrievalBenchCon
     return uri
 
 
+def synthetic_descriptions(data: BenchData, cfg: RetrievalBenchConfig, storage: Storage) -> str:
+    """The real training drawings' LLM descriptions plus templated ones of the synthetic drawings."""
+    from cluster.describe_job import describe_corpus
+    from priorsight.manifest import read_table
+
+    real = read_table(descriptions_for("llm", data, cfg, storage), storage)
+    out = str(Path(cfg.workdir) / "descriptions-synthetic")
+    synth = str(Path(cfg.workdir) / f"synthetic-{cfg.synthetic}")
+    describe_corpus(synth, out, k=cfg.k_descriptions, llm_patents=0, runner="local", progress=False, storage=storage)
+    both = pa.concat_tables([real.select(["drawing_id", "descriptions"]),
+                             read_table(join(out, "descriptions.parquet"), storage).select(["drawing_id", "descriptions"])])
+    uri = join(out, "all.parquet")
+    write_table(both, uri, storage)
+    return uri
+
+
 # -- runs ------------------------------------------------------------------------------------
 
 def _evaluate(encoder: Encoder, data: BenchData, cfg: RetrievalBenchConfig, storage: Storage) -> dict:
     out = {"val": evaluate_corpus(data.val, encoder, storage=storage, progress=False, bucket_of_class=data.buckets,
                                   scheme=cfg.class_scheme, query_text=cfg.query_text, weights=cfg.weights,
                                   resamples=0, keep_per_query=True)}
+    # the drawing alone against the drawings alone: image similarity only (the README's protocol)
+    pure = evaluate_corpus(data.val, encoder, storage=storage, progress=False, bucket_of_class=data.buckets,
+                           scheme=cfg.class_scheme, modes=["image"], resamples=0, keep_per_query=True,
+                           weights=cfg.weights.model_copy(update={"classes": 0.0}))
+    out["val"]["pixels"] = pure["image"]
+    out["val"]["per_query"]["pixels"] = pure["per_query"]["image"]
     if data.holdout:
         out["holdout"] = evaluate_corpus(data.holdout, encoder, storage=storage, progress=False,
                                          scheme="locarno-subclass", query_text=cfg.query_text, modes=["image"],
@@ -198,11 +236,17 @@ def train_variant(name: str, variant: Variant, model: str, seed: int, data: Benc
     work = Path(cfg.workdir)
     tag = f"{name}-{Path(model).stem}-seed{seed}"
     run_dir = str(work / "runs" / tag)
-    descriptions = descriptions_for(variant.descriptions, data, cfg, storage) if variant.loss.image_text else None
-    tcfg = TrainConfig(model=model, corpus=data.train, descriptions=descriptions, run_dir=run_dir,
+    synthetic = name == "d_synthetic"
+    corpus = data.train_synthetic if synthetic else data.train
+    descriptions = None
+    if variant.loss.image_text:  # synthetic drawings: their own templated descriptions, as the demo made them
+        descriptions = synthetic_descriptions(data, cfg, storage) if synthetic else \
+            descriptions_for(variant.descriptions, data, cfg, storage)
+    tcfg = TrainConfig(model=model, corpus=corpus, descriptions=descriptions, run_dir=run_dir,
                        epochs=cfg.epochs, max_steps_per_epoch=cfg.max_steps_per_epoch, seed=seed, lr=cfg.lr,
                        backbone_lr=cfg.backbone_lr, feature_views=cfg.feature_views,
-                       feature_cache=str(work / "features" / f"{Path(model).stem}-seed{seed}"),
+                       feature_cache=str(work / "features" / f"{Path(model).stem}{'-synthetic' if synthetic else ''}"
+                                                                   f"-seed{seed}"),
                        **_scheme_fields(cfg.class_scheme),
                        batch=BatchConfig(batch_size=cfg.batch_size, m_per_class=4, views_per_patent=2, seed=seed),
                        loss=variant.loss, storage=storage.config)
@@ -228,6 +272,8 @@ def run_bench(cfg: RetrievalBenchConfig, storage: Storage | None = None) -> dict
     data = prepare_data(cfg, storage)
     log.info("bench retrieval: %s", data.split)
     rows: list[tuple[str, Variant, str]] = [(n, VARIANTS[n], cfg.model) for n in cfg.variants]
+    if cfg.synthetic:
+        rows.append(("d_synthetic", Variant(f"(d) + {cfg.synthetic} synthetic patents in training", FULL), cfg.model))
     rows += [(f"d_full@{Path(m).stem}", VARIANTS["d_full"], m) for m in cfg.models if m != cfg.model]
     results: dict[str, dict] = {}
     for name, variant, model in rows:
@@ -257,7 +303,7 @@ def run_bench(cfg: RetrievalBenchConfig, storage: Storage | None = None) -> dict
 
 #: (gallery, mode, relevance) figures every variant reports
 FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("val", "image", "class"), ("val", "image+text", "class"), ("val", "text", "class"),
+    ("val", "image", "class"), ("val", "pixels", "class"), ("val", "image+text", "class"), ("val", "text", "class"),
     ("holdout", "image", "patent"), ("holdout", "image", "class"),
 )
 
@@ -294,6 +340,7 @@ def summarise_runs(runs: list[dict], resamples: int = 1000) -> dict:
 #: (name, variant a, variant b, figure of a, figure of b): the ratios the issue's goals name
 RATIOS: tuple[tuple[str, str, str, str, str], ...] = (
     ("default image vs untrained", "d_full", "a_untrained", "val/image/class", "val/image/class"),
+    ("default image (drawings only) vs untrained", "d_full", "a_untrained", "val/pixels/class", "val/image/class"),
     ("(d) vs (b), image", "d_full", "b_image_class", "val/image/class", "val/image/class"),
     ("(c) vs (b), image", "c_image_text", "b_image_class", "val/image/class", "val/image/class"),
     ("(d) vs (c), image", "d_full", "c_image_text", "val/image/class", "val/image/class"),
@@ -303,6 +350,9 @@ RATIOS: tuple[tuple[str, str, str, str, str], ...] = (
     ("holdout same Locarno vs untrained", "d_full", "a_untrained", "holdout/image/class", "holdout/image/class"),
     ("LLM vs templated descriptions, image", "d_full", "d_templated", "val/image/class", "val/image/class"),
     ("LLM vs titles as descriptions, image", "d_full", "d_titles", "val/image/class", "val/image/class"),
+    ("with vs without synthetic drawings, image", "d_synthetic", "d_full", "val/image/class", "val/image/class"),
+    ("with vs without synthetic drawings, image+text", "d_synthetic", "d_full", "val/image+text/class",
+     "val/image+text/class"),
 )
 
 
@@ -338,6 +388,7 @@ def summary_rows(r: dict) -> list[dict]:
             "image: class mAP (sd)": _cell(val),
             "95% CI": f"[{val['mAP_ci'][0]:.3f}, {val['mAP_ci'][1]:.3f}]" if val else "-",
             "image: tail mAP": f"{val['tail_mAP']:.3f}" if val else "-",
+            "image, drawings only": _cell(f.get("val/pixels/class")),
             "image+text": _cell(f.get("val/image+text/class")),
             "text": _cell(f.get("val/text/class")),
             "2021 held-out: patent": _cell(f.get("holdout/image/patent")),
@@ -359,9 +410,11 @@ def markdown(r: dict) -> str:
            f"({s['holdout_test_drawings']} drawings) are the second held-out gallery" if c.get("holdout") else "")
         + f". Model `{c['model']}`, {c['epochs']} epochs, batch {c['batch_size']}, {c['feature_views']} cached "
         f"views; mean ± sd over {c['seeds']} training seeds; 95% CI: bootstrap over queries of the seed-averaged "
-        f"per-query AP. Queries: each held-out drawing, by image, by image and its title (weights image "
-        f"{c['weights']['image']}, words {c['weights']['text']}), by title. Relevance: same US main class "
-        "(validation), same patent and same Locarno subclass (2021 held-out half).",
+        f"per-query AP. Queries: each held-out drawing, by image, by image and its title, by title, against the "
+        f"index vectors [image ; title ; class posterior] (weights image {c['weights']['image']}, words "
+        f"{c['weights']['text']}, classes {c['weights']['classes']}); `image, drawings only`: image similarity "
+        "alone (classes weight 0). Relevance: same US main class (validation), same patent and same Locarno "
+        "subclass (2021 held-out half).",
         "",
         markdown_table(summary_rows(r)),
     ]

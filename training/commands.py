@@ -91,6 +91,8 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
                                                       "labels more drawings, at its default level)."),
         image_weight: float | None = typer.Option(None, help="Weight of image similarity in fused queries."),
         text_weight: float | None = typer.Option(None, help="Weight of words similarity in fused queries."),
+        classes_weight: float | None = typer.Option(None, help="Weight of the class posteriors' similarity "
+                                                                "(0: the drawing's image similarity alone)."),
         calibrate: bool = typer.Option(False, help="First find the words weight that gives the best image+text "
                                                    "class mAP on this corpus (a validation split), then use it."),
         compare: bool = typer.Option(True, "--compare/--no-compare",
@@ -112,7 +114,8 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
             class_scheme = "auto" if c.class_scheme == "auto" else \
                 f"{c.class_scheme}{'' if c.class_level == 'auto' else '-' + c.class_level}"
         weights = settings.query_weights.model_copy(
-            update={k_: v for k_, v in (("image", image_weight), ("text", text_weight)) if v is not None})
+            update={k_: v for k_, v in (("image", image_weight), ("text", text_weight), ("classes", classes_weight))
+                    if v is not None})
         try:
             encoder = encoder_from(checkpoint, baseline, storage, text=bool(query_text) or not baseline)
             base = None if baseline or not compare else encoder_from(None, True, storage, text=bool(query_text))
@@ -152,15 +155,19 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         out: str = typer.Option(..., "--out", "-o"),
         test_fraction: float = typer.Option(0.2),
         seed: int = typer.Option(0),
+        stratify: str | None = typer.Option(None, help="Hold out the same share of every class: a class scheme, "
+                                                       "e.g. uspc-main or locarno-subclass (default: not stratified)."),
     ) -> None:
         """Split by patent into OUT/train and OUT/test (no patent on both sides)."""
+        from priorsight.classes import ClassScheme
         from priorsight.cli import fail, settings_of
         from priorsight.corpus.split import split_corpus
         from priorsight.storage import NotFound, Storage
 
         try:
-            counts = split_corpus(corpus, out, test_fraction, seed, Storage(settings_of(ctx).storage))
-        except (NotFound, ValueError) as exc:
+            strata = ClassScheme.parse(stratify) if stratify else None
+            counts = split_corpus(corpus, out, test_fraction, seed, Storage(settings_of(ctx).storage), stratify=strata)
+        except (NotFound, ValueError, KeyError) as exc:
             fail(str(exc))
             return
         typer.echo(json.dumps(counts))
@@ -186,6 +193,8 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         llm_cache: str | None = typer.Option(None, help="Describe cache with the LLM descriptions "
                                                          "(`priorsight describe` on the corpus first; else generated)."),
         image_weight: float | None = typer.Option(None), text_weight: float | None = typer.Option(None),
+        classes_weight: float | None = typer.Option(None),
+        synthetic: int = typer.Option(0, help="Also train (d) with this many synthetic patents added (d_synthetic)."),
         record_as: str = typer.Option("retrieval", help="Benchmark record name (docs/benchmarks/NAME.json)."),
     ) -> None:
         """Ablation on a real validation split: (a) untrained, (b) image-only class contrastive, (c) + image-text,
@@ -197,7 +206,8 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
 
         settings = settings_of(ctx)
         weights = settings.query_weights.model_copy(
-            update={k_: v for k_, v in (("image", image_weight), ("text", text_weight)) if v is not None})
+            update={k_: v for k_, v in (("image", image_weight), ("text", text_weight), ("classes", classes_weight))
+                    if v is not None})
         try:
             variants = parse_variants(variant) if variant else None
         except ValueError as exc:
@@ -207,7 +217,7 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         cfg = RetrievalBenchConfig(corpus=corpus, workdir=str(workdir), holdout=use_holdout, model=model,
                                    models=list(sweep), epochs=epochs, max_steps_per_epoch=max_steps_per_epoch,
                                    batch_size=batch_size, feature_views=feature_views, seed=seed, seeds=seeds,
-                                   llm_cache=llm_cache, weights=weights)
+                                   llm_cache=llm_cache, weights=weights, synthetic=synthetic)
         if variants is not None:
             cfg.variants = variants
         try:
@@ -218,7 +228,7 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         md = markdown(r)
         command = (f"priorsight bench retrieval {corpus} --model {model} --epochs {epochs} --batch-size {batch_size} "
                    f"--seed {seed} --seeds {seeds}" + "".join(f" --variant {v}" for v in variant)
-                   + "".join(f" --sweep {m}" for m in sweep)
+                   + "".join(f" --sweep {m}" for m in sweep) + (f" --synthetic {synthetic}" if synthetic else "")
                    + (f" --max-steps-per-epoch {max_steps_per_epoch}" if max_steps_per_epoch else ""))
         record(record_as, r, md, command)
         typer.echo(md)

@@ -34,7 +34,7 @@ from priorsight.images import ImageError
 from priorsight.manifest import MANIFEST_FILE, CorpusWriter, read_manifest
 from priorsight.records import Drawing
 from priorsight.storage import Storage, is_s3
-from priorsight.vectors import QUERY_MODES, FusionWeights, document_text
+from priorsight.vectors import DEFAULT_WEIGHTS, QUERY_MODES, FusionWeights, document_text
 from training.encoder import Encoder
 from training.metrics import (
     BUCKETS,
@@ -200,7 +200,7 @@ def evaluate_corpus(src: str, encoder: Encoder, k: int = 10, batch_size: int = 3
     ``keep_per_query``, ``per_query[mode][relevance]`` maps each answered query's drawing id to
     its AP (for comparisons across runs on the same queries)."""
     storage = storage or Storage()
-    weights = weights or FusionWeights()
+    weights = weights or DEFAULT_WEIGHTS
     manifest = resolve_corpus(src, storage)
     drawings = [Drawing.from_row(r) for r in read_manifest(manifest, storage).to_pylist()]
     chosen = resolve_eval_scheme(drawings, scheme)

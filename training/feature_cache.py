@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -47,6 +48,8 @@ META_FILE = "image_features.json"
 #: the "epoch" slot of :func:`view_rng` used for cached views (training epochs never reach it)
 CACHE_EPOCH = 1_000_000
 VIEW_STREAM = 7  # separates the per-step view choice from other seeded streams
+#: how views are made (part of the fingerprint): 2 = augmented from the working copy
+VIEWS_VERSION = 2
 
 
 def feature_fingerprint(drawing_ids: Sequence[str], image_uris: Sequence[str], vision: dict,
@@ -54,15 +57,24 @@ def feature_fingerprint(drawing_ids: Sequence[str], image_uris: Sequence[str], v
     """What a cache was computed from: drawings and their images, the frozen part of the tower
     (``vision``: backbone, weights, frozen modules, preprocessing), augmentations, views."""
     h = hashlib.sha256(json.dumps({"vision": vision, "augment": dataclasses.asdict(augment), "views": views,
-                                   "seed": seed}, sort_keys=True, default=list).encode())
+                                   "seed": seed, "version": VIEWS_VERSION}, sort_keys=True, default=list).encode())
     for d, u in zip(drawing_ids, image_uris, strict=True):
         h.update(f"{d}\0{u}\0".encode())
     return h.hexdigest()
 
 
+def working_copy(img: Image.Image, size: int) -> Image.Image:
+    """The drawing reduced (box filter, by a whole factor) to no less than twice ``size`` on its
+    long side: augmented views crop and resize it instead of the full-resolution sheet (a 1-bit
+    TIFF of 2,500 x 3,300 pixels otherwise costs each view a full-resolution trim and resize)."""
+    factor = max(1, max(img.size) // (2 * size))
+    return img.reduce(factor) if factor > 1 else img
+
+
 def _view_batches(image_uris: Sequence[str], preprocessing: Preprocessing, views: int, seed: int,
                   augment: AugmentConfig, storage: Storage, per_batch: int) -> Iterator[np.ndarray]:
-    """(drawings x views, 3, S, S) arrays of ``per_batch`` drawings at a time, in order."""
+    """(drawings x views, 3, S, S) arrays of ``per_batch`` drawings at a time, in order: view 0
+    exactly as a query is preprocessed, views 1.. augmented from a :func:`working_copy`."""
     augmenter = DrawingAugmenter(augment, preprocessing)
     pending: list[np.ndarray] = []
     for i, uri in enumerate(image_uris):
@@ -71,7 +83,8 @@ def _view_batches(image_uris: Sequence[str], preprocessing: Preprocessing, views
         except (ImageError, OSError, NotFound) as exc:
             raise ValueError(f"cannot read training drawing {uri}: {exc}") from exc
         pending.append(preprocessing(img))
-        pending.extend(augmenter(img, view_rng(seed, CACHE_EPOCH, i, v)) for v in range(1, views))
+        work = working_copy(img, preprocessing.size) if views > 1 else img
+        pending.extend(augmenter(work, view_rng(seed, CACHE_EPOCH, i, v)) for v in range(1, views))
         if (i + 1) % per_batch == 0:
             yield np.stack(pending)
             pending.clear()

@@ -82,6 +82,8 @@
     const f = {};
     const classes = $("locarno").value.split(",").map((s) => s.trim()).filter(Boolean);
     if (classes.length) f.locarno_classes = classes;
+    const us = $("usclass").value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (us.length) f.us_classes = us;
     if ($("date-from").value) f.date_from = $("date-from").value;
     if ($("date-to").value) f.date_to = $("date-to").value;
     return f;
@@ -130,7 +132,7 @@
       meta.innerHTML = "";
       const score = document.createElement("span"); score.className = "score"; score.textContent = p.score.toFixed(3);
       meta.append(score, document.createTextNode(
-        `${p.patent_id} · ${p.locarno_class || "–"} · ${p.grant_date || "–"} · ${p.drawings.length} view(s)`));
+        `${p.patent_id} · ${p.locarno_class || p.us_class || "–"} · ${p.grant_date || "–"} · ${p.drawings.length} view(s)`));
       card.append(views, h, meta);
       card.addEventListener("click", () => showPatent(p.patent_id));
       grid.append(card);
@@ -156,7 +158,7 @@
     const p = await r.json();
     const h = document.createElement("h2"); h.textContent = `${p.patent_id} — ${p.title}`;
     const meta = document.createElement("p"); meta.className = "meta";
-    meta.textContent = `Locarno ${p.locarno_class || "–"} · granted ${p.grant_date || "–"} · source ${p.source || "–"}`;
+    meta.textContent = `Locarno ${p.locarno_class || "–"} · US ${p.us_class || "–"} · granted ${p.grant_date || "–"} · source ${p.source || "–"}`;
     const views = document.createElement("div"); views.className = "views";
     for (const d of p.drawings) {
       const fig = document.createElement("figure");
@@ -181,7 +183,7 @@
     const res = state.response;
     if (res.results.length) {
       return res.results.flatMap((p, i) => p.drawings.map((d) => ({ rank: i + 1, patent_id: p.patent_id, title: p.title,
-        locarno_class: p.locarno_class || "", grant_date: p.grant_date || "", patent_score: p.score,
+        locarno_class: p.locarno_class || "", us_class: p.us_class || "", grant_date: p.grant_date || "", patent_score: p.score,
         drawing_id: d.drawing_id, view: d.view || "", drawing_score: d.score })));
     }
     return res.drawings.map((d, i) => ({ rank: i + 1, patent_id: d.patent_id, drawing_id: d.drawing_id, view: d.view || "", drawing_score: d.score }));
