@@ -44,7 +44,7 @@ class ModelInfo:
     name: str  # architecture (model config name)
     version: str  # what answered: checkpoint label
     image_size: int
-    embed_dim: int  # the dimension of the fused vectors the index holds ([image ; words])
+    embed_dim: int  # the dimension of the fused vectors the index holds (priorsight.vectors)
     text: bool  # words can be embedded
     normalize: str = "inception"  # the image tower's input normalisation
 
@@ -92,7 +92,7 @@ class QueryEncoder:
         return cls(encoder, version or checkpoint_label(checkpoint), weights)
 
     def embed_images(self, images: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, 3, S, S) preprocessed drawings -> (N, image_dim) float32 unit vectors."""
+        """(N, 3, S, S) preprocessed drawings -> (N, image_dim) float32 image vectors (embedding, instance)."""
         return self.encoder.embed_images(images)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:

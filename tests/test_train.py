@@ -405,3 +405,31 @@ def test_views_of_a_large_sheet_come_from_a_reduced_working_copy():
     small = working_copy(sheet, 224)
     assert small.size == (-(-2550 // 7), -(-3300 // 7)) and max(small.size) >= 2 * 224  # reduce(7) rounds up
     assert working_copy(Image.new("L", (512, 512), 255), 224).size == (512, 512)  # already small: as is
+
+
+def test_the_instance_head_is_the_pretrained_backbone_projected(corpus, text_features, document_features, tmp_path):
+    """With instance_dim, the image tower carries what the pretrained backbone says of a drawing
+    (PCA of its features, fitted on the training drawings): training does not move it."""
+    from priorsight.images import Preprocessing
+    from training.backbones import load_backbone
+    from training.encoder import Encoder
+    from training.train import prepare_image_features
+
+    torch.set_num_threads(1)
+    cfg = _prefix_config(corpus, tmp_path / "run", tmp_path / "cache")
+    cfg = cfg.model_copy(update={"model": cfg.model_cfg().model_copy(update={"name": "tiny-inst", "instance_dim": 8})})
+    prepare_image_features(cfg)
+    run_training(cfg, text_features, document_features_uri=document_features)
+    enc = Encoder.from_checkpoint(str(tmp_path / "run"), text=False)
+    assert enc.instance_dim == 8 and enc.image_dim == 16 + 8 and enc.vector_dim == 16 + 8 + 16 + enc.class_dim
+    head = enc.image_tower.instance
+    pretrained, _ = load_backbone(image_size=64)
+    for (name, p), (_, q) in zip(pretrained.named_parameters(), head.tail.named_parameters(), strict=True):
+        assert torch.equal(p, q), name  # the pretrained weights, untouched by training
+    image = Preprocessing(64).load(open(corpus / "images" / "US06010-0.png", "rb").read())
+    with torch.no_grad():
+        feats = pretrained(torch.from_numpy(image)[None])
+    expected = torch.nn.functional.normalize((feats - head.mean) @ head.components.T, dim=1).numpy()
+    vec = enc.embed_images(image[None])
+    np.testing.assert_allclose(vec[:, 16:], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(vec[:, :16], axis=1), 1.0, rtol=1e-5)

@@ -36,13 +36,14 @@ class Encoder:
 
     name: str  # the architecture (model config name, or "baseline:<backbone>")
     preprocessing: Preprocessing
-    image_dim: int
+    embed_dim: int  # the image tower's embedding
     text_dim: int
     image_tower: torch.nn.Module
     text_tower: torch.nn.Module | None = None  # strings -> (N, text_dim); None: no words
     #: what the checkpoint says of its training (class scheme, class counts, epoch, uri)
     info: dict[str, Any] = field(default_factory=dict)
     class_head: torch.nn.Module | None = None  # training.models.ClassHead of a trained model
+    instance_dim: int = 0  # the image tower's InstanceHead, if any
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -59,7 +60,8 @@ class Encoder:
         if text and model.text.sentence_encoder is None:
             model.text.sentence_encoder = SentenceEncoder(cfg.text.encoder, cfg.text.max_tokens).eval()
         return cls(cfg.name, cfg.vision.preprocessing(), cfg.embed_dim, cfg.embed_dim, model.image.eval(),
-                   model.text.eval() if text else None, info, model.classes)
+                   model.text.eval() if text else None, info, model.classes,
+                   model.image.instance.dim if model.image.instance is not None else 0)
 
     @classmethod
     def baseline(cls, backbone: str = BASELINE_BACKBONE, image_size: int | None = None, text: bool = True) -> Encoder:
@@ -78,9 +80,16 @@ class Encoder:
     def has_text(self) -> bool:
         return self.text_tower is not None
 
+    @property
+    def image_dim(self) -> int:
+        """The width of :meth:`embed_images`' vectors: the embedding, then the instance vector."""
+        return self.embed_dim + self.instance_dim
+
     @torch.inference_mode()
     def embed_images(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """(N, 3, S, S) preprocessed drawings -> (N, image_dim) float32 unit vectors."""
+        """(N, 3, S, S) preprocessed drawings -> (N, image_dim) float32: each drawing's unit
+        embedding and, with an instance head, its unit instance vector after it (one pass of the
+        frozen prefix for both)."""
         if len(images) == 0:
             return np.zeros((0, self.image_dim), np.float32)
         x = np.ascontiguousarray(np.stack(list(images)) if not isinstance(images, np.ndarray) else images,
@@ -88,8 +97,20 @@ class Encoder:
         out = []
         for i in range(0, len(x), batch_size):
             t = torch.from_numpy(x[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
-            out.append(self.image_tower(t).float().numpy())
-        return _unit(np.concatenate(out))
+            if self.instance_dim:
+                emb, inst = self.image_tower.embed(t)
+                out.append(np.concatenate([_unit(emb.float().numpy()), _unit(inst.float().numpy())], axis=1))
+            else:
+                out.append(_unit(self.image_tower(t).float().numpy()))
+        return np.concatenate(out)
+
+    def _split(self, image_vectors: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if image_vectors is None:
+            return None, None
+        v = np.asarray(image_vectors, np.float32)
+        if v.shape[1] != self.image_dim:
+            raise ValueError(f"expected ({len(v)}, {self.image_dim}) image vectors, got {v.shape}")
+        return v[:, :self.embed_dim], (v[:, self.embed_dim:] if self.instance_dim else None)
 
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -118,8 +139,9 @@ class Encoder:
         if self.class_head is None:
             return None
         logits = []
-        if image_vectors is not None:
-            logits.append(self.class_head.logits(torch.from_numpy(np.asarray(image_vectors, np.float32))))
+        emb, _ = self._split(image_vectors)
+        if emb is not None:
+            logits.append(self.class_head.logits(torch.from_numpy(np.ascontiguousarray(emb))))
         if text_vectors is not None:
             t = self.class_head.logits(torch.from_numpy(np.asarray(text_vectors, np.float32)))
             if has_text is not None:  # no words: no evidence from them
@@ -132,17 +154,22 @@ class Encoder:
     def documents(self, image_vectors: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
         """The index vectors ``[image ; words ; classes]`` of drawings (words: their
         :func:`~priorsight.vectors.document_text`)."""
+        emb, inst = self._split(image_vectors)
         if texts is None or self.text_tower is None:
-            return document_vectors(image_vectors, None, self.text_dim, classes=self.posteriors(image_vectors, None))
+            return document_vectors(emb, None, self.text_dim, classes=self.posteriors(image_vectors, None),
+                                    instance=inst)
         has = np.asarray([bool(t and t.strip()) for t in texts])
         words = self.embed_texts(texts)
-        return document_vectors(image_vectors, words, has_text=has, classes=self.posteriors(image_vectors, words, has))
+        return document_vectors(emb, words, has_text=has, classes=self.posteriors(image_vectors, words, has),
+                                instance=inst)
 
     def queries(self, image_vectors: np.ndarray | None, text_vectors: np.ndarray | None,
                 weights: FusionWeights) -> np.ndarray:
         """The query vectors of rows with a drawing and/or words (see :mod:`priorsight.vectors`)."""
-        return query_vectors(image_vectors, text_vectors, weights, self.image_dim, self.text_dim,
-                             self.posteriors(image_vectors, text_vectors), self.class_dim)
+        emb, inst = self._split(image_vectors)
+        return query_vectors(emb, text_vectors, weights, self.embed_dim, self.text_dim,
+                             self.posteriors(image_vectors, text_vectors), self.class_dim,
+                             inst, self.instance_dim)
 
     @property
     def vector_dim(self) -> int:
@@ -153,7 +180,7 @@ class Encoder:
 def checkpoint_vector_dim(ckpt: dict[str, Any]) -> int:
     """The index vector dimension of a loaded checkpoint (without building the model): image and
     words (``embed_dim`` each) and the class head's classes (when it has one)."""
-    dim = 2 * int(ckpt["model_config"]["embed_dim"])
+    dim = 2 * int(ckpt["model_config"]["embed_dim"]) + int(ckpt["model_config"].get("instance_dim") or 0)
     if "classes.prototypes" in (ckpt.get("model") or {}):
         dim += int(ckpt["model"]["classes.prototypes"].shape[0])
     return dim

@@ -12,6 +12,7 @@ Architectures are data: ``training/model_configs/*.json`` parsed into :class:`Mo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -86,6 +87,9 @@ class ModelConfig(BaseModel):
 
     name: str
     embed_dim: int = Field(default=256, ge=2)
+    #: dimensions of the instance part of a drawing's vector (InstanceHead: what the pretrained
+    #: backbone alone says of it, PCA-projected); 0: none
+    instance_dim: int = Field(default=0, ge=0)
     vision: VisionConfig = VisionConfig()
     text: TextConfig = TextConfig()
 
@@ -156,12 +160,57 @@ class ProjectionHead(nn.Module):
         return F.normalize(y, dim=-1)
 
 
+class InstanceHead(nn.Module):
+    """What the pretrained backbone alone says of a drawing: its pooled features, centred and
+    projected on their top principal directions (fitted on the training drawings: :meth:`fit`),
+    unit length. The trained embedding learns classes; this part keeps what the untrained
+    backbone is best at, finding near-duplicates and the other views of one design, so the
+    class-level training never costs the index its instance-level retrieval (docs/training.md).
+
+    ``tail`` is a frozen copy of the pretrained backbone (run from the frozen prefix's output, or
+    from the image when nothing is frozen); None when the whole backbone is frozen (its own
+    features are then the pretrained ones)."""
+
+    def __init__(self, feature_dim: int, dim: int, tail: Backbone | None = None):
+        super().__init__()
+        self.tail = tail
+        if tail is not None:
+            tail.requires_grad_(False)
+        self.register_buffer("mean", torch.zeros(feature_dim))
+        self.register_buffer("components", torch.eye(dim, feature_dim))
+
+    @property
+    def dim(self) -> int:
+        return int(self.components.shape[0])
+
+    @torch.no_grad()
+    def fit(self, features: Tensor) -> int:
+        """Set the projection to the top principal directions of ``features`` (N, feature_dim)."""
+        x = features.detach().to(torch.float32)
+        self.mean.copy_(x.mean(dim=0))
+        _, _, vt = torch.linalg.svd(x - self.mean, full_matrices=False)
+        k = min(self.dim, vt.shape[0])
+        self.components.zero_()
+        self.components[:k] = vt[:k]
+        return k
+
+    def train(self, mode: bool = True) -> InstanceHead:
+        super().train(mode)
+        if self.tail is not None:
+            self.tail.eval()  # always the pretrained function
+        return self
+
+    def forward(self, features: Tensor) -> Tensor:
+        return F.normalize((features - self.mean) @ self.components.T, dim=-1)
+
+
 class ImageEncoder(nn.Module):
-    """Backbone features -> projection head -> unit-norm embedding of a drawing."""
+    """Backbone features -> projection head -> unit-norm embedding of a drawing (and, with an
+    :class:`InstanceHead`, its instance vector beside it)."""
 
     def __init__(self, backbone: Backbone, embed_dim: int, head: Literal["linear", "mlp", "residual"] = "mlp",
                  head_hidden_dim: int | None = None, freeze_blocks: int | Literal["all"] = 0,
-                 freeze_batchnorm: bool = False):
+                 freeze_batchnorm: bool = False, instance_dim: int = 0):
         super().__init__()
         self.backbone = backbone
         self.freeze_batchnorm = freeze_batchnorm
@@ -180,6 +229,10 @@ class ImageEncoder(nn.Module):
             self.frozen_modules = freeze_blocks
         for m in self.frozen:
             m.requires_grad_(False)
+        self.instance: InstanceHead | None = None
+        if instance_dim:
+            tail = None if self.backbone_frozen else copy.deepcopy(backbone)
+            self.instance = InstanceHead(backbone.feature_dim, instance_dim, tail)
         self.train(self.training)
 
     @classmethod
@@ -187,12 +240,43 @@ class ImageEncoder(nn.Module):
         v = cfg.vision
         backbone, _ = load_backbone(v.backbone, v.weights, image_size=v.image_size, pooling=v.pooling,
                                     drop_connect=v.drop_connect)
-        return cls(backbone, cfg.embed_dim, v.head, v.head_hidden_dim, v.freeze_blocks, v.freeze_batchnorm)
+        return cls(backbone, cfg.embed_dim, v.head, v.head_hidden_dim, v.freeze_blocks, v.freeze_batchnorm,
+                   cfg.instance_dim)
+
+    def pretrained_features(self, x: Tensor, cached: bool = False) -> Tensor:
+        """The pretrained backbone's pooled features of images (or of the frozen prefix's output
+        with ``cached``): the instance head's input and the preserve term's teacher."""
+        if self.backbone_frozen:
+            return x if cached else self.backbone(x.contiguous(memory_format=torch.channels_last))
+        tail = self.instance.tail if self.instance is not None else None
+        if tail is None:
+            raise ValueError("pretrained features need an instance head (instance_dim > 0) or a frozen backbone")
+        x = x.contiguous(memory_format=torch.channels_last)
+        return tail.run(x, self.frozen_modules) if cached else tail(x)
+
+    def embed(self, images: Tensor, cached: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(embedding, instance vector or None) of (B, 3, H, W) drawings, or with ``cached`` of
+        the frozen prefix's output; the prefix runs once for both."""
+        if cached:
+            prefix_out = images
+        elif self.backbone_frozen or self.frozen_modules <= 0 or type(self.backbone).run is Backbone.run:
+            prefix_out = None
+        else:
+            prefix_out = self.backbone.run(images.contiguous(memory_format=torch.channels_last), 0,
+                                           self.frozen_modules)
+        emb = self.forward_cached(prefix_out) if prefix_out is not None else self.forward(images)
+        if self.instance is None:
+            return emb, None
+        feats = self.pretrained_features(prefix_out if prefix_out is not None else images,
+                                         cached=prefix_out is not None)
+        return emb, self.instance(feats)
 
     def train(self, mode: bool = True) -> ImageEncoder:
         super().train(mode)
         for m in self.frozen:  # frozen blocks keep their BatchNorm statistics
             m.eval()
+        if getattr(self, "instance", None) is not None:
+            self.instance.train(mode)
         if self.freeze_batchnorm:
             for m in self.backbone.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -257,6 +257,21 @@ def _training_set(cfg: TrainConfig, storage: Storage) -> TrainingSet:
     return TrainingSet.from_manifest(cfg.corpus, storage, cfg.class_scheme, cfg.class_level)
 
 
+def _pretrained_sample(module: TrainModule, data: TrainingSet, features: np.ndarray | None, cfg: TrainConfig,
+                       storage: Storage, rng: np.random.Generator, max_rows: int, max_images: int) -> Tensor:
+    """The pretrained backbone's pooled features of (a sample of) the training drawings' plain views."""
+    image = module.model.image
+    with torch.no_grad():
+        if features is not None:
+            rows = np.sort(rng.choice(len(features), min(len(features), max_rows), replace=False))
+            x = torch.from_numpy(np.ascontiguousarray(features[rows, 0], dtype=np.float32))
+            return torch.cat([image.pretrained_features(c, cached=True) for c in x.split(64)])
+        pre = cfg.model_cfg().vision.preprocessing()
+        rows = np.sort(rng.choice(len(data), min(len(data), max_images), replace=False))
+        imgs = torch.from_numpy(np.stack([pre(decode_image(storage.read_bytes(data.image_uris[i]))) for i in rows]))
+        return torch.cat([image.pretrained_features(c) for c in imgs.split(32)])
+
+
 def init_head(module: TrainModule, data: TrainingSet, features: np.ndarray | None, cfg: TrainConfig,
               storage: Storage, max_rows: int = 8192, max_images: int = 512,
               document_features: np.ndarray | None = None) -> None:
@@ -284,6 +299,10 @@ def init_head(module: TrainModule, data: TrainingSet, features: np.ndarray | Non
             x = torch.from_numpy(extract_features(image.backbone, imgs))
         k = image.head.init_from_features(x)
         log.info("image head initialised from %d principal directions of %d drawings' features", k, len(x))
+        if image.instance is not None:
+            image.instance.fit(x)  # x: the pretrained features (the backbone has not trained yet)
+    elif image.instance is not None:
+        image.instance.fit(_pretrained_sample(module, data, features, cfg, storage, rng, max_rows, max_images))
     text_head = module.model.text.head
     if text_head.kind == "residual" and document_features is not None and len(document_features) > 1:
         k = text_head.init_from_features(torch.from_numpy(np.asarray(document_features, np.float32)))
@@ -322,10 +341,12 @@ class TrainModule(nn.Module):
         super().__init__()
         self.model = model
         self.loss = loss
-        #: the pretrained backbone, frozen (not saved, not optimised): the preserve term's teacher
+        #: the pretrained backbone, frozen (not optimised): the preserve term's teacher; the image
+        #: tower's own instance head holds one already when it has one
         self.anchor: nn.Module | None = None
-        if "preserve" in loss.terms:
-            self.anchor = copy.deepcopy(model.image.backbone).requires_grad_(False).eval()
+        image = model.image
+        if "preserve" in loss.terms and image.instance is None and not image.backbone_frozen:
+            self.anchor = copy.deepcopy(image.backbone).requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> TrainModule:
         super().train(mode)
@@ -334,15 +355,14 @@ class TrainModule(nn.Module):
         return self
 
     def _anchor(self, images: Tensor, cached: bool) -> Tensor | None:
-        if self.anchor is None:
+        if "preserve" not in self.loss.terms:
             return None
         image = self.model.image
         with torch.no_grad():
-            if cached and image.backbone_frozen:
-                return images  # the cache holds the frozen backbone's own features
-            if cached:
-                return self.anchor.run(images.contiguous(memory_format=torch.channels_last), image.frozen_modules)
-            return self.anchor(images.contiguous(memory_format=torch.channels_last))
+            if self.anchor is None:  # the instance head's pretrained copy, or the frozen backbone itself
+                return image.pretrained_features(images, cached)
+            x = images.contiguous(memory_format=torch.channels_last)
+            return self.anchor.run(x, image.frozen_modules) if cached else self.anchor(x)
 
     def forward(self, images: Tensor, patents: Tensor, classes: Tensor, text_features: Tensor | None,
                 cached: bool = False, document_features: Tensor | None = None,
