@@ -58,10 +58,12 @@ SERVE_ENV: dict[str, str] = {
 
 #: worker log lines a local Ray's driver does not print: Ray Train's placement-group cleaner asks
 #: the state API about the training controller every second, and a local Ray here runs without
-#: the dashboard that serves that API, so each ask logs this warning (87 lines in one demo run).
-#: The cleaner only matters if a controller dies on a long-lived cluster (the dashboard is on
-#: there); the local Ray, its placement groups included, ends with the command.
-QUIET_WORKER_LOGS = r"Failed to query Ray Train Controller actor state"
+#: the dashboard that serves that API, so each ask logs this warning. The cleaner only matters
+#: if a controller dies on a long-lived cluster (the dashboard is on there); the local Ray, its
+#: placement groups included, ends with the command. And each training worker's echo of every
+#: epoch's report ("Reporting training result N: TrainingReport(...)"): the epoch's own log line
+#: says the same, once.
+QUIET_WORKER_LOGS = r"Failed to query Ray Train Controller actor state|Reporting training result \d+: TrainingReport"
 
 
 def quiet_worker_logs(pattern: str = QUIET_WORKER_LOGS) -> None:

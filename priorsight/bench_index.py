@@ -130,7 +130,7 @@ def _rows(corpus: SyntheticCorpus, i: int, j: int, model_version: str) -> list[d
     vecs = corpus.vectors[i:j].tolist()
     return [{
         "drawing_id": f"SYN-{r:08d}", "patent_id": f"SYNP{int(corpus.patent[r]):07d}",
-        "locarno_class": corpus.classes[corpus.class_idx[r]], "view": VIEWS[corpus.view_idx[r]],
+        "locarno_class": corpus.classes[corpus.class_idx[r]], "us_class": "", "view": VIEWS[corpus.view_idx[r]],
         "grant_date": int(corpus.grant_date[r]), "source": "synthetic", "model_version": model_version,
         "embedding": vecs[r - i],
     } for r in range(i, j)]

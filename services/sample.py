@@ -157,7 +157,7 @@ def ensure_indexed(corpus: str, checkpoint: str, milvus: MilvusConfig) -> None:
     finally:
         client.close()
     if not indexed:
-        index_corpus(QueryEncoder.load(checkpoint, text=False), corpus, milvus)
+        index_corpus(QueryEncoder.load(checkpoint, text=True), corpus, milvus)
 
 
 def sample_setup(root: Path, milvus: MilvusConfig, text: bool = True, n_patents: int = 6, views: int = 3,

@@ -87,7 +87,8 @@ def bench_serve(url: str, config: ServeConfig, queries: int = 50, warmup: int = 
     drawings = list(iter_drawings(config.manifest, storage))
     # only the drawings the queries use (cycled if there are fewer): not a whole corpus's images
     images = [(d.drawing_id, storage.read_bytes(d.image_uri)) for d in drawings[:warmup + queries]]
-    encoder = QueryEncoder.load(config.checkpoint, config.model_version, text=False, threads=config.embed_threads)
+    encoder = QueryEncoder.load(config.checkpoint, config.model_version, text=False, threads=config.embed_threads,
+                                weights=config.query_weights)
     searcher = FanOutSearcher.connect(config.sources)
     local = LocalBackend(encoder, searcher, config.candidates_per_query, config.max_image_pixels)
     k = 10

@@ -142,8 +142,8 @@ def test_eval_of_a_trained_model_against_the_baseline(design_2007, tmp_path):
     run_training(cfg)
     model = Encoder.from_checkpoint(str(run_dir))
     assert model.info["class_scheme"] == "uspc-main" and sum(model.info["class_counts"].values()) == 20
-    assert model.class_dim == 5 and model.vector_dim == 2 * 256 + 5  # [image ; words ; classes]
-    post = model.posteriors(np.eye(256, dtype=np.float32)[:3], None)
+    assert model.class_dim == 5 and model.vector_dim == 3 * 256 + 5  # [image ; instance ; words ; classes]
+    post = model.posteriors(np.eye(512, dtype=np.float32)[:3], None)  # image vectors: embedding + instance
     np.testing.assert_allclose(post.sum(axis=1), 1.0, rtol=1e-5)
     r = evaluate_corpus(corpus, model, progress=False, query_text="title", baseline=Encoder.baseline(),
                         train_counts=model.info["class_counts"], resamples=200)

@@ -45,7 +45,7 @@ def make_rows(n: int, model_version: str = "m1", seed: int = 0) -> list[dict]:
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     return [{
         "drawing_id": f"D{i:05d}", "patent_id": f"P{i // 3:05d}", "locarno_class": CLASSES[i % len(CLASSES)],
-        "view": VIEWS[i % len(VIEWS)], "grant_date": grant_date_int(f"{2000 + i % 20}-0{1 + i % 9}-15"),
+        "us_class": f"D{1 + i % 3}-{100 + i}", "view": VIEWS[i % len(VIEWS)], "grant_date": grant_date_int(f"{2000 + i % 20}-0{1 + i % 9}-15"),
         "source": "uspto" if i % 2 else "synthetic", "model_version": model_version, "embedding": vecs[i].tolist(),
     } for i in range(n)]
 
@@ -144,7 +144,7 @@ def test_collection_schema(lite):
     create_drawing_collection(client, "drawings_v1", DIM, cfg, model_version="effnet-2026-11")
     desc = client.describe_collection("drawings_v1")
     fields = {f["name"]: f for f in desc["fields"]}
-    assert set(fields) == {"drawing_id", "patent_id", "locarno_class", "view", "grant_date", "source",
+    assert set(fields) == {"drawing_id", "patent_id", "locarno_class", "us_class", "view", "grant_date", "source",
                            "model_version", "embedding"}
     assert fields["drawing_id"].get("is_primary") and fields["drawing_id"]["type"].name == "VARCHAR"
     assert fields["grant_date"]["type"].name == "INT64"
@@ -187,6 +187,11 @@ def test_search_with_filters(lite):
     assert {h.drawing_id for h in hits} == expected
     for h in hits:
         assert h.fields["locarno_class"].startswith("28-") and h.fields["view"] in ("left", "rear")
+    # US design classes: a main class (all its subclasses) or exact subclasses
+    f = build_filter(us_classes=["D2", "D1-110"])
+    expected = {r["drawing_id"] for r in rows if r["us_class"].startswith("D2-") or r["us_class"] == "D1-110"}
+    hits = search(client, "drawings_v1", q, k=len(rows), filter=f, output_fields=OUTPUT_FIELDS)[0]
+    assert expected and {h.drawing_id for h in hits} == expected
 
 
 def test_versions_behind_alias(lite):
@@ -279,7 +284,7 @@ def test_index_bench_keeps_and_reuses_its_collection(embedded):
     second = run_index_bench(cfg, reuse=True, **common)
     assert second["reused_collection"] == name and "insert_rows_per_s" not in second
     assert second["index"]["scalar_indexes"] == {"grant_date": "STL_SORT", "locarno_class": "Trie",
-                                                 "source": "Trie", "view": "Trie"}
+                                                 "source": "Trie", "us_class": "Trie", "view": "Trie"}
     assert client.describe_index(name, "locarno_class")["index_type"] == "Trie"
     for a, b in zip(first["sweep"], second["sweep"], strict=True):
         assert (a["ef"], a["filter"]) == (b["ef"], b["filter"])
