@@ -686,26 +686,44 @@ def grant_date_int(value: str | dt.date | None) -> int:
     return value.year * 10000 + value.month * 100 + value.day
 
 
-def _us_class_clause(values: str | Iterable[str]) -> str:
-    """``us_class`` restricted to US design classes ``D14-345`` (or ``D14/345``) or main classes
-    ``D14`` (all their subclasses)."""
+def _locarno_main(v: str) -> str | None:
+    """``"14"`` -> ``"14"`` (a Locarno main class), None for anything else; out of range raises."""
+    if not _MAIN_CLASS_RE.fullmatch(v.strip()):
+        return None
+    main = int(v)
+    if not 1 <= main <= 32:
+        raise ValueError(f"Locarno main class out of range 01-32: {v!r}")
+    return f"{main:02d}"
+
+
+def _us_main(v: str) -> str | None:
+    """``"D14"`` -> ``"D14"`` (a US design main class), None for anything else; out of range raises."""
+    m = _US_MAIN_RE.fullmatch(v)
+    if not m:
+        return None
+    main = int(m.group(1))
+    if main not in USPC_MAIN_CLASSES:
+        raise ValueError(f"US design main class out of range (D1-D34, D99): {v!r}")
+    return f"D{main}"
+
+
+def _class_clause(name: str, field_name: str, values: str | Iterable[str], main_of, normalise) -> str:
+    """``field_name`` restricted to exact codes (normalised) or main classes (all their
+    subclasses, ``like "MAIN-%"``)."""
     exact, mains = [], []
-    for v in _values("us_classes", values):
-        m = _US_MAIN_RE.fullmatch(v)
-        if m:
-            main = int(m.group(1))
-            if main not in USPC_MAIN_CLASSES:
-                raise ValueError(f"US design main class out of range (D1-D34, D99): {v!r}")
-            mains.append(f"D{main}")
-        else:
-            norm = normalise_uspc(v)
-            if norm is None:
-                raise ValueError(f"empty US class: {v!r}")
-            exact.append(norm)
+    for v in _values(name, values):
+        main = main_of(v)
+        if main is not None:
+            mains.append(main)
+            continue
+        norm = normalise(v)
+        if norm is None:
+            raise ValueError(f"{name}: empty class: {v!r}")
+        exact.append(norm)
     parts = []
     if exact:
-        parts.append(f"us_class in [{', '.join(_quote(c) for c in sorted(set(exact)))}]")
-    parts += [f"us_class like {_quote(m + '-%')}" for m in sorted(set(mains))]
+        parts.append(f"{field_name} in [{', '.join(_quote(c) for c in sorted(set(exact)))}]")
+    parts += [f"{field_name} like {_quote(m + '-%')}" for m in sorted(set(mains))]
     return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
 
@@ -723,25 +741,10 @@ def build_filter(locarno_classes: str | Iterable[str] | None = None, date_from: 
     ``ValueError``: no caller string reaches the expression unvalidated."""
     clauses: list[str] = []
     if locarno_classes is not None:
-        exact, mains = [], []
-        for v in _values("locarno_classes", locarno_classes):
-            if _MAIN_CLASS_RE.fullmatch(v.strip()):
-                main = int(v)
-                if not 1 <= main <= 32:
-                    raise ValueError(f"Locarno main class out of range 01-32: {v!r}")
-                mains.append(f"{main:02d}")
-            else:
-                norm = normalise_locarno(v)
-                if norm is None:
-                    raise ValueError(f"empty Locarno class: {v!r}")
-                exact.append(norm)
-        parts = []
-        if exact:
-            parts.append(f"locarno_class in [{', '.join(_quote(c) for c in sorted(set(exact)))}]")
-        parts += [f"locarno_class like {_quote(m + '-%')}" for m in sorted(set(mains))]
-        clauses.append(parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")")
+        clauses.append(_class_clause("locarno_classes", "locarno_class", locarno_classes, _locarno_main,
+                                     normalise_locarno))
     if us_classes is not None:
-        clauses.append(_us_class_clause(us_classes))
+        clauses.append(_class_clause("us_classes", "us_class", us_classes, _us_main, normalise_uspc))
     lo = grant_date_int(date_from) if date_from is not None else None
     hi = grant_date_int(date_to) if date_to is not None else None
     if lo is not None and hi is not None and lo > hi:

@@ -112,13 +112,14 @@ def text_features(corpus, tmp_path_factory):
     return uri
 
 
-def _rank(rank: int, world: int, init_file: str, cfg: TrainConfig, text_uri: str, results) -> None:
+def _rank(rank: int, world: int, init_file: str, cfg: TrainConfig, text_uri: str, results,
+          doc_uri: str | None = None) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     try:
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-        metrics = run_training(cfg, text_uri)
+        metrics = run_training(cfg, text_uri, document_features_uri=doc_uri)
         results.put((rank, {k: v for k, v in metrics.items() if isinstance(v, float)}))
     except BaseException:
         import traceback
@@ -129,11 +130,11 @@ def _rank(rank: int, world: int, init_file: str, cfg: TrainConfig, text_uri: str
             dist.destroy_process_group()
 
 
-def _two_ranks(cfg: TrainConfig, text_uri: str, tmp_path) -> dict[int, dict]:
+def _two_ranks(cfg: TrainConfig, text_uri: str, tmp_path, doc_uri: str | None = None) -> dict[int, dict]:
     """Train ``cfg`` on 2 spawned gloo ranks; each rank's float metrics."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "init"), cfg, text_uri, results))
+    procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "init"), cfg, text_uri, results, doc_uri))
              for r in range(2)]
     for p in procs:
         p.start()
@@ -324,7 +325,7 @@ def test_cached_prefix_maps_train_the_last_blocks_like_full_images(corpus, text_
     single = run_training(cfg, text_features, document_features_uri=document_features)
     for key in ("text_class", "text_logit_adjusted", "class", "logit_adjusted", "image_text"):
         assert np.isfinite(single[key]), key
-    got = _two_ranks_prefix(_prefix_config(corpus, tmp_path / "two", cache), text_features, document_features, tmp_path)
+    got = _two_ranks(_prefix_config(corpus, tmp_path / "two", cache), text_features, tmp_path, document_features)
     for key in ("loss", "class", "text_class", "text_logit_adjusted"):
         np.testing.assert_allclose(got[0][key], single[key], rtol=1e-3, err_msg=key)
 
@@ -341,38 +342,6 @@ def test_cached_prefix_maps_train_the_last_blocks_like_full_images(corpus, text_
         from_image = model.image(torch.from_numpy(image)[None])
         from_maps = model.image.forward_cached(torch.from_numpy(maps[:1, 0].astype(np.float32)))
     np.testing.assert_allclose(from_image.numpy(), from_maps.numpy(), rtol=2e-2, atol=2e-2)
-
-
-def _rank_prefix(rank, world, init_file, cfg, text_uri, doc_uri, results) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    try:
-        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-        metrics = run_training(cfg, text_uri, document_features_uri=doc_uri)
-        results.put((rank, {k: v for k, v in metrics.items() if isinstance(v, float)}))
-    except BaseException:
-        import traceback
-
-        results.put((rank, traceback.format_exc()))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _two_ranks_prefix(cfg, text_uri, doc_uri, tmp_path) -> dict[int, dict]:
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_rank_prefix, args=(r, 2, str(tmp_path / "init2"), cfg, text_uri, doc_uri, results))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=300) for _ in procs)
-    for r, out in got.items():
-        assert isinstance(out, dict), f"rank {r} failed:\n{out}"
-    for p in procs:
-        p.join(timeout=120)
-    return got
 
 
 def test_training_set_uses_the_configured_class_scheme(tmp_path):
