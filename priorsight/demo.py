@@ -82,8 +82,9 @@ def stage_real(ctx: DemoContext) -> None:
         ctx.corpora[name] = out
         found = True
     if not found:
-        raise typer.BadParameter(f"no real drawings under {ctx.shared_dir}/data: the demo trains on them "
-                                 "(set PRIORSIGHT_SHARED_DIR or --shared-dir)")
+        typer.secho(f"error: no real drawings under {ctx.shared_dir}/data: the demo trains on them "
+                    "(set PRIORSIGHT_SHARED_DIR or --shared-dir)", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
 
 
 def stage_synth(ctx: DemoContext) -> None:

@@ -93,6 +93,8 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
         text_weight: float | None = typer.Option(None, help="Weight of words similarity in fused queries."),
         classes_weight: float | None = typer.Option(None, help="Weight of the class posteriors' similarity "
                                                                 "(0: the drawing's image similarity alone)."),
+        instance_weight: float | None = typer.Option(None, help="Weight of the pretrained backbone's instance "
+                                                                 "similarity (near-duplicates, other views)."),
         calibrate: bool = typer.Option(False, help="First find the words weight that gives the best image+text "
                                                    "class mAP on this corpus (a validation split), then use it."),
         compare: bool = typer.Option(True, "--compare/--no-compare",
@@ -114,8 +116,8 @@ def register(app: typer.Typer, corpus_app: typer.Typer, bench_app: typer.Typer) 
             class_scheme = "auto" if c.class_scheme == "auto" else \
                 f"{c.class_scheme}{'' if c.class_level == 'auto' else '-' + c.class_level}"
         weights = settings.query_weights.model_copy(
-            update={k_: v for k_, v in (("image", image_weight), ("text", text_weight), ("classes", classes_weight))
-                    if v is not None})
+            update={k_: v for k_, v in (("image", image_weight), ("text", text_weight), ("classes", classes_weight),
+                                        ("instance", instance_weight)) if v is not None})
         try:
             encoder = encoder_from(checkpoint, baseline, storage, text=bool(query_text) or not baseline)
             base = None if baseline or not compare else encoder_from(None, True, storage, text=bool(query_text))
