@@ -34,6 +34,31 @@ CPU_ENV: dict[str, str] = {
     "GOMP_SPINCOUNT": "10000",
 }
 
+#: top-level commands that run a CNN in this process (train, eval, embed, ...): the CLI restarts
+#: them with :data:`CPU_ENV` when it is missing (:func:`ensure_cpu_env`)
+MODEL_COMMANDS = frozenset({"bench", "demo", "embed", "eval", "index", "serve", "train"})
+
+
+def ensure_cpu_env(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Re-execute this ``priorsight`` command line with :data:`CPU_ENV` when it is missing.
+
+    glibc reads the malloc settings at process start only, so they cannot be set later; without
+    them CNNs run several times slower (../shared/docs/stack.md). Only for a process started as
+    the ``priorsight`` command (not, e.g., a test runner that imported the CLI), once
+    (``PRIORSIGHT_NO_REEXEC``)."""
+    import sys
+
+    argv = list(sys.argv if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    if all(environ.get(k) == v for k, v in CPU_ENV.items()) or environ.get("PRIORSIGHT_NO_REEXEC"):
+        return
+    if os.path.basename(argv[0]) != "priorsight":
+        log.warning("%s unset: the CNN runs slower (start it with `make` or set them)", "/".join(CPU_ENV))
+        return
+    env = {**environ, **CPU_ENV, "PRIORSIGHT_NO_REEXEC": "1"}
+    os.execve(sys.executable, [sys.executable, "-c", "from priorsight.cli import app; app()", *argv[1:]], env)
+
+
 #: Environment of every Ray worker process.
 WORKER_ENV: dict[str, str] = {
     **CPU_ENV,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from cluster.ray_env import MODEL_COMMANDS, ensure_cpu_env
 from priorsight.config import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -45,6 +46,8 @@ def main(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = State(config, {})
+    if ctx.invoked_subcommand in MODEL_COMMANDS:
+        ensure_cpu_env()
 
 
 def settings_of(ctx: typer.Context) -> Settings:

@@ -87,3 +87,39 @@ def test_a_local_ray_does_not_print_the_train_cleaners_state_api_warning(capfd):
             out += captured.out + captured.err
     assert "PRIORSIGHT-MARKER after the warning" in out
     assert "Failed to query Ray Train Controller" not in out and "TrainingReport" not in out
+
+
+def test_a_model_command_restarts_itself_with_the_cpu_settings(monkeypatch):
+    calls: list[tuple] = []
+    monkeypatch.setattr(ray_env.os, "execve", lambda exe, args, env: calls.append((exe, args, env)))
+    ray_env.ensure_cpu_env(["/venv/bin/priorsight", "eval", "corpus", "--json"], {"PATH": "/bin"})
+    (exe, args, env), = calls
+    assert args[1:3] == ["-c", "from priorsight.cli import app; app()"] and args[3:] == ["eval", "corpus", "--json"]
+    assert {k: env[k] for k in ray_env.CPU_ENV} == ray_env.CPU_ENV
+    assert env["PATH"] == "/bin" and env["PRIORSIGHT_NO_REEXEC"] == "1"
+
+
+def test_no_restart_when_set_already_restarted_or_not_the_command(monkeypatch, caplog):
+    calls: list[tuple] = []
+    monkeypatch.setattr(ray_env.os, "execve", lambda *a: calls.append(a))
+    ray_env.ensure_cpu_env(["/venv/bin/priorsight", "train"], dict(ray_env.CPU_ENV))
+    ray_env.ensure_cpu_env(["/venv/bin/priorsight", "train"], {"PRIORSIGHT_NO_REEXEC": "1"})
+    with caplog.at_level("WARNING"):
+        ray_env.ensure_cpu_env(["/venv/bin/pytest", "tests"], {})
+    assert calls == [] and "MALLOC_MMAP_THRESHOLD_" in caplog.text
+
+
+def test_the_console_script_restarted_still_runs_the_command():
+    """The real ``priorsight`` script without the settings: re-executed, the command still runs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("priorsight")
+    if not script.exists():
+        pytest.skip("the priorsight console script is not installed beside this Python")
+    env = {k: v for k, v in os.environ.items() if k not in ray_env.CPU_ENV and k != "PRIORSIGHT_NO_REEXEC"}
+    out = subprocess.run([str(script), "eval", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--query-text" in out.stdout and "unset" not in out.stderr

@@ -4,28 +4,10 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 
 import typer
-
-
-def _ensure_malloc_env(command: str) -> None:
-    """Re-execute this command with the CPU settings (``cluster.ray_env.CPU_ENV``: malloc and
-    OpenMP) when they are missing (they only take effect at process start; see
-    ../shared/docs/stack.md). Only when this process was started as that command line (not,
-    e.g., inside a test runner)."""
-    from cluster.ray_env import CPU_ENV
-
-    if all(os.environ.get(k) == v for k, v in CPU_ENV.items()) or os.environ.get("PRIORSIGHT_NO_REEXEC"):
-        return
-    if command not in sys.argv[1:]:
-        logging.getLogger(__name__).warning("%s unset: the CNN runs slower", "/".join(CPU_ENV))
-        return
-    env = {**os.environ, **CPU_ENV, "PRIORSIGHT_NO_REEXEC": "1"}
-    os.execve(sys.executable, [sys.executable, "-c", "from priorsight.cli import app; app()", *sys.argv[1:]], env)
 
 
 def _command_line() -> str:
@@ -103,10 +85,11 @@ def register(corpus_app: typer.Typer, bench_app: typer.Typer) -> None:
         docs: Path = typer.Option(Path("docs"), "--docs", help="Where benchmarks.md lives."),
     ) -> None:
         """Retrieval difficulty of synthetic vs real drawings (untrained EfficientNet-Lite0)."""
+        from cluster.ray_env import ensure_cpu_env
         from priorsight import bench
         from priorsight.corpus.synth.bench import realism_markdown, round_floats, run_realism
 
-        _ensure_malloc_env("synth-realism")
+        ensure_cpu_env()
         size_list = [int(x) for x in sizes.split(",") if x.strip()]
         results = round_floats(run_realism(seeds, size_list, max_queries, real, workers))
         path = bench.record("synth-realism", results, realism_markdown(results), _command_line(), docs)
