@@ -234,12 +234,16 @@ _NOT_SETTINGS = frozenset({"PRIORSIGHT_CONFIG", "PRIORSIGHT_API_KEY"})
 
 
 def _env_overrides() -> dict[str, Any]:
-    """``PRIORSIGHT_A__B=v`` as ``{"a": {"b": "v"}}``, so env beats YAML per leaf."""
+    """``PRIORSIGHT_A__B=v`` as ``{"a": {"b": "v"}}``, so env beats YAML per leaf. Variables whose
+    first part names no setting (``PRIORSIGHT_SHARED_DIR``, ``PRIORSIGHT_USPTO_SAMPLE``: options of
+    one command) are not settings."""
     out: dict[str, Any] = {}
     for key, value in os.environ.items():
         if not key.startswith("PRIORSIGHT_") or key in _NOT_SETTINGS:
             continue
         parts = key[len("PRIORSIGHT_"):].lower().split("__")
+        if parts[0] not in Settings.model_fields:
+            continue
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})

@@ -20,6 +20,15 @@ def test_precedence(tmp_path, monkeypatch):
     assert s.storage.endpoint_url == "http://cli" and s.storage.region == "us-east-2"
 
 
+def test_command_options_from_the_environment_are_not_settings(monkeypatch):
+    """PRIORSIGHT_SHARED_DIR and friends are one command's options: every command still loads."""
+    monkeypatch.setenv("PRIORSIGHT_SHARED_DIR", "/data/shared")
+    monkeypatch.setenv("PRIORSIGHT_NO_REEXEC", "1")
+    monkeypatch.setenv("PRIORSIGHT_STORAGE__REGION", "us-east-2")
+    s = load_settings()
+    assert s.storage.region == "us-east-2" and "shared_dir" not in s.model_dump()
+
+
 def test_secrets_are_masked(monkeypatch):
     monkeypatch.setenv("PRIORSIGHT_STORAGE__SECRET_ACCESS_KEY", "hunter2")
     s = load_settings()

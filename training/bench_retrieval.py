@@ -411,9 +411,9 @@ def markdown(r: dict) -> str:
         + f". Model `{c['model']}`, {c['epochs']} epochs, batch {c['batch_size']}, {c['feature_views']} cached "
         f"views; mean ± sd over {c['seeds']} training seeds; 95% CI: bootstrap over queries of the seed-averaged "
         f"per-query AP. Queries: each held-out drawing, by image, by image and its title, by title, against the "
-        f"index vectors [image ; title ; class posterior] (weights image {c['weights']['image']}, words "
-        f"{c['weights']['text']}, classes {c['weights']['classes']}); `image, drawings only`: image similarity "
-        "alone (classes weight 0). Relevance: same US main class (validation), same patent and same Locarno "
+        f"index vectors [image ; instance ; title ; class posterior] (weights image {c['weights']['image']}, "
+        f"instance {c['weights'].get('instance', 0)}, words {c['weights']['text']}, classes "
+        f"{c['weights']['classes']}); `image, drawings only`: the drawing's similarities alone (classes weight 0). Relevance: same US main class (validation), same patent and same Locarno "
         "subclass (2021 held-out half).",
         "",
         markdown_table(summary_rows(r)),
