@@ -6,7 +6,7 @@ descriptions (Ray Data; the LLM for ``llm_patents`` patents) -> training on the 
 (Ray Train) -> evaluation on the held-out drawings, untrained vs trained, by image, by image and
 title, by title -> Milvus index of every drawing (Ray Data, embedded server) -> serving (Ray
 Serve) with one example query. A synthetic long-tailed corpus joins training only when asked
-(``--synthetic N``): on the real validation split it did not help (docs/training.md). Every
+(``--synthetic N``): whether they help real retrieval is not measured yet (docs/training.md). Every
 stage is resumable: a second run reuses what the first one finished.
 """
 
@@ -92,7 +92,7 @@ def stage_synth(ctx: DemoContext) -> None:
     from priorsight.corpus.synth.generate import generate_corpus
 
     if not ctx.synthetic:
-        typer.echo("(none: on the real validation split synthetic drawings did not help; --synthetic N adds them)")
+        typer.echo("(none: training is on real drawings; --synthetic N adds synthetic ones)")
         return
     out = ctx.path("synthetic")
     if not Path(out, "manifest.parquet").exists():
