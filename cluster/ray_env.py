@@ -56,7 +56,8 @@ def ensure_cpu_env(argv: list[str] | None = None, environ: Mapping[str, str] | N
         log.warning("%s unset: the CNN runs slower (start it with `make` or set them)", "/".join(CPU_ENV))
         return
     env = {**environ, **CPU_ENV, "PRIORSIGHT_NO_REEXEC": "1"}
-    os.execve(sys.executable, [sys.executable, "-c", "from priorsight.cli import app; app()", *argv[1:]], env)
+    code = "from priorsight.cli import app; app(prog_name='priorsight')"
+    os.execve(sys.executable, [sys.executable, "-c", code, *argv[1:]], env)
 
 
 #: Environment of every Ray worker process.

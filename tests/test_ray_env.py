@@ -94,7 +94,7 @@ def test_a_model_command_restarts_itself_with_the_cpu_settings(monkeypatch):
     monkeypatch.setattr(ray_env.os, "execve", lambda exe, args, env: calls.append((exe, args, env)))
     ray_env.ensure_cpu_env(["/venv/bin/priorsight", "eval", "corpus", "--json"], {"PATH": "/bin"})
     (exe, args, env), = calls
-    assert args[1:3] == ["-c", "from priorsight.cli import app; app()"] and args[3:] == ["eval", "corpus", "--json"]
+    assert args[1:3] == ["-c", "from priorsight.cli import app; app(prog_name='priorsight')"] and args[3:] == ["eval", "corpus", "--json"]
     assert {k: env[k] for k in ray_env.CPU_ENV} == ray_env.CPU_ENV
     assert env["PATH"] == "/bin" and env["PRIORSIGHT_NO_REEXEC"] == "1"
 
@@ -123,3 +123,4 @@ def test_the_console_script_restarted_still_runs_the_command():
     out = subprocess.run([str(script), "eval", "--help"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "--query-text" in out.stdout and "unset" not in out.stderr
+    assert "Usage: priorsight eval" in out.stdout  # the restarted command keeps its name
