@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,8 +47,6 @@ def ensure_cpu_env(argv: list[str] | None = None, environ: Mapping[str, str] | N
     them CNNs run several times slower (../shared/docs/stack.md). Only for a process started as
     the ``priorsight`` command (not, e.g., a test runner that imported the CLI), once
     (``PRIORSIGHT_NO_REEXEC``)."""
-    import sys
-
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
     if all(environ.get(k) == v for k, v in CPU_ENV.items()) or environ.get("PRIORSIGHT_NO_REEXEC"):

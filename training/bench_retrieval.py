@@ -413,8 +413,8 @@ def markdown(r: dict) -> str:
         f"per-query AP. Queries: each held-out drawing, by image, by image and its title, by title, against the "
         f"index vectors [image ; instance ; title ; class posterior] (weights image {c['weights']['image']}, "
         f"instance {c['weights'].get('instance', 0)}, words {c['weights']['text']}, classes "
-        f"{c['weights']['classes']}); `image, drawings only`: the drawing's similarities alone (classes weight 0). Relevance: same US main class (validation), same patent and same Locarno "
-        "subclass (2021 held-out half).",
+        f"{c['weights']['classes']}); `image, drawings only`: the drawing's similarities alone (classes weight 0). "
+        "Relevance: same US main class (validation), same patent and same Locarno subclass (2021 held-out half).",
         "",
         markdown_table(summary_rows(r)),
     ]

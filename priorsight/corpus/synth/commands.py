@@ -85,11 +85,9 @@ def register(corpus_app: typer.Typer, bench_app: typer.Typer) -> None:
         docs: Path = typer.Option(Path("docs"), "--docs", help="Where benchmarks.md lives."),
     ) -> None:
         """Retrieval difficulty of synthetic vs real drawings (untrained EfficientNet-Lite0)."""
-        from cluster.ray_env import ensure_cpu_env
         from priorsight import bench
         from priorsight.corpus.synth.bench import realism_markdown, round_floats, run_realism
 
-        ensure_cpu_env()
         size_list = [int(x) for x in sizes.split(",") if x.strip()]
         results = round_floats(run_realism(seeds, size_list, max_queries, real, workers))
         path = bench.record("synth-realism", results, realism_markdown(results), _command_line(), docs)
